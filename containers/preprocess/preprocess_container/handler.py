@@ -1,0 +1,101 @@
+"""Serving for the preprocess image: caller's records in, feature rows out."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from serving_common import encoders
+from serving_common.content_types import CSV, JSON, JSONLINES, NPY, MediaType
+from serving_common.errors import BadRequest
+from serving_common.handler import Handler, RequestContext
+
+from .features import FittedFeatures
+
+# Batch transform for training data: write the label as the first CSV column (SageMaker XGBoost's layout).
+OUTPUT_LABEL = "SMKIT_OUTPUT_LABEL"
+
+
+def _records(data: Any) -> list[Any]:
+    """A JSON body: one record, a list of records, or ``{"instances": [...]}``."""
+    if isinstance(data, dict):
+        instances = data.get("instances")
+        if isinstance(instances, list) and len(data) == 1:
+            return instances
+        return [data]
+    if isinstance(data, list):
+        return data
+    raise BadRequest(f"expected a JSON object, a list of objects or {{\"instances\": [...]}}, "
+                     f"got {type(data).__name__}")
+
+
+class Rows(list):
+    """Headerless CSV rows, in the model's input column order."""
+
+
+class PreprocessHandler(Handler):
+    content_types = (JSON, JSONLINES, CSV)
+    accepts = (CSV, JSON, JSONLINES, NPY)
+    default_accept = JSON
+
+    def __init__(self) -> None:
+        self.output_label = os.environ.get(OUTPUT_LABEL, "").strip().lower() in ("1", "true", "yes")
+
+    def load(self, model_dir: Path) -> FittedFeatures:
+        features = FittedFeatures.load(model_dir)
+        if self.output_label and not features.spec.label:
+            raise ValueError(f"{OUTPUT_LABEL}=true but the model was trained without a label")
+        return features
+
+    def decode(self, body: bytes, media_type: MediaType, context: RequestContext) -> Any:
+        data = super().decode(body, media_type, context)
+        if media_type.essence == CSV:
+            return Rows(data)
+        records = data if media_type.essence == JSONLINES else _records(data)
+        if not records:
+            raise BadRequest("no records in the request")
+        for index, record in enumerate(records):
+            if not isinstance(record, dict):
+                raise BadRequest(f"record {index} is not a JSON object but {type(record).__name__}")
+        return records
+
+    def predict(self, model: FittedFeatures, data: Any, context: RequestContext) -> np.ndarray:
+        labels = None
+        try:
+            if isinstance(data, Rows):
+                if self.output_label:
+                    raise BadRequest("CSV input carries no label; send JSON records to output labels")
+                matrix = model.transform_rows(data)
+            else:
+                matrix = model.transform_records(data)
+                if self.output_label:
+                    labels = _label_column(model.label_values(data), model.spec.label)
+        except ValueError as exc:  # FeatureError and friends: the request cannot be interpreted
+            raise BadRequest(str(exc)) from None
+        if not np.isfinite(matrix).all():
+            row, column = np.argwhere(~np.isfinite(matrix))[0]
+            raise BadRequest(f"record {row}: feature {model.output_columns[column]!r} is not finite "
+                             "(an input value is out of range)")
+        if labels is not None:
+            matrix = np.column_stack([labels, matrix])
+        return matrix
+
+    def encode(self, prediction: np.ndarray, accept: str, context: RequestContext) -> bytes:
+        if accept == JSON:
+            return encoders.encode_json({"instances": prediction})
+        return encoders.encode(prediction, accept)
+
+
+def _label_column(values: list[Any], name: str) -> np.ndarray:
+    labels = np.empty(len(values))
+    for index, value in enumerate(values):
+        try:
+            labels[index] = float(value)  # booleans become 1.0/0.0
+        except (TypeError, ValueError):
+            labels[index] = np.nan
+        if not np.isfinite(labels[index]):
+            raise BadRequest(f"record {index}: label {name!r}={value!r} is not a finite number (0/1 for binary)")
+    return labels

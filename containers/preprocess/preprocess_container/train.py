@@ -1,0 +1,45 @@
+"""``train`` for the preprocess image: fit the feature transform on the ``train`` channel."""
+
+from __future__ import annotations
+
+import logging
+
+from serving_common.training.harness import TrainingError, TrainingJob
+from serving_common.training.hyperparameters import Hyperparameter
+
+from .features import FittedFeatures
+from .records import read_training_files
+from .spec import CATEGORICAL_ENCODINGS, NUMERIC_IMPUTE, infer_spec
+
+log = logging.getLogger("preprocess")
+
+HYPERPARAMETERS = (
+    Hyperparameter("label", str, None, "the target field (dotted path); passed through only when asked"),
+    Hyperparameter("numeric", list, None, "comma-separated numeric fields; inferred from the data if absent"),
+    Hyperparameter("categorical", list, None, "comma-separated categorical fields; inferred if absent"),
+    Hyperparameter("drop", list, [], "comma-separated fields to leave out"),
+    Hyperparameter("numeric_impute", str, "median", "how missing numbers are filled", choices=NUMERIC_IMPUTE),
+    Hyperparameter("scale", bool, True, "standardise numeric features"),
+    Hyperparameter("categorical_encoding", str, "onehot", "onehot or ordinal", choices=CATEGORICAL_ENCODINGS),
+    Hyperparameter("max_categories", int, None, "most categories kept per field (rest: infrequent)", minimum=2),
+    Hyperparameter("min_frequency", int, None, "rarer categories are grouped as infrequent", minimum=1),
+)
+
+
+def train(job: TrainingJob) -> None:
+    hp = job.hyperparameters
+    channel = job.env.channel("train")
+    records = read_training_files(channel.path)
+    if not records:
+        raise TrainingError(f"the train channel ({channel.path}) holds no records")
+    log.info("read %d records from %s", len(records), channel.path)
+    options = {name: hp[name] for name in ("numeric_impute", "scale", "categorical_encoding")}
+    for name in ("max_categories", "min_frequency"):
+        if hp[name] is not None:
+            options[name] = hp[name]
+    spec = infer_spec(records, label=hp["label"], drop=hp["drop"], numeric=hp["numeric"],
+                      categorical=hp["categorical"], **options)
+    features = FittedFeatures.fit(records, spec)
+    features.save(job.model_dir)
+    log.info("fitted %d input fields into %d features (fingerprint %s)", len(spec.input_columns),
+             len(features.output_columns), features.fingerprint[:12])

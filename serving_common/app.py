@@ -1,0 +1,183 @@
+"""The HTTP front of every container: a plain ASGI app (no web framework on the hot path).
+
+Routes: ``GET /ping``, ``POST /invocations``, ``GET /execution-parameters``. The model is loaded in
+each worker at start-up (ASGI lifespan); a load failure fails the worker's boot, which stops the
+container with a non-zero exit instead of answering pings. Predictions run on one thread per worker so
+that the event loop keeps answering ``/ping`` while every worker is busy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import orjson
+
+from .errors import HTTPError, MethodNotAllowed, ModelError, NotFound, PayloadTooLarge, ServiceUnavailable
+from .handler import Handler
+from .invocations import Request, Response, Service, error_response
+from .script_mode import with_user_script
+from .settings import Settings
+
+log = logging.getLogger("serving_common")
+access_log = logging.getLogger("serving_common.access")
+
+Scope = dict[str, Any]
+Receive = Callable[[], Any]
+Send = Callable[[dict[str, Any]], Any]
+
+
+def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
+    for key, value in headers:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+class InferenceApp:
+    """ASGI application serving one model with one handler."""
+
+    def __init__(self, handler_factory: Callable[[], Handler], settings: Settings) -> None:
+        self.handler_factory = handler_factory
+        self.settings = settings
+        self.service: Service | None = None
+        self.executor: ThreadPoolExecutor | None = None
+        self._prefix = f"{os.getpid():x}-"
+        self._counter = 0
+
+    # -- lifespan ---------------------------------------------------------------------------------
+    def load(self) -> None:
+        """Load the model (with any user script): called once per worker before it serves."""
+        started = time.perf_counter()
+        settings = self.settings
+        handler = with_user_script(self.handler_factory(), settings, settings.model_dir)
+        model = handler.load(settings.model_dir)
+        self.service = Service(handler, model, settings.default_accept)
+        log.info("model loaded from %s in %.0f ms", settings.model_dir, (time.perf_counter() - started) * 1e3)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    self.load()
+                    self.executor = ThreadPoolExecutor(1, thread_name_prefix="predict")
+                except Exception as exc:
+                    log.error("MODEL LOAD FAILED: %s: %s", type(exc).__name__, exc)
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                if self.executor:
+                    self.executor.shutdown(wait=True)
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # -- requests ---------------------------------------------------------------------------------
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path, method = scope["path"], scope["method"]
+        if path == "/invocations":
+            if method != "POST":
+                await _send(send, error_response(MethodNotAllowed("use POST /invocations")))
+                return
+            await self._invocations(scope, receive, send)
+        elif path == "/ping":
+            await _send(send, Response(200, b"", "text/plain") if self.service
+                        else error_response(ServiceUnavailable("the model is not loaded")))
+        elif path == "/execution-parameters":
+            await _send(send, Response(200, self._execution_parameters(), "application/json"))
+        else:
+            await _send(send, error_response(NotFound(f"no route {method} {path}")))
+
+    def _execution_parameters(self) -> bytes:
+        settings = self.settings
+        return orjson.dumps({
+            "MaxConcurrentTransforms": settings.max_concurrent_transforms or settings.workers,
+            "BatchStrategy": settings.batch_strategy,
+            "MaxPayloadInMB": int(settings.max_payload_mb),
+        })
+
+    def _request_id(self, headers: list[tuple[bytes, bytes]]) -> str:
+        given = _header(headers, b"x-amzn-requestid") or _header(headers, b"x-request-id")
+        if given:
+            return given[:128]
+        self._counter += 1
+        return f"{self._prefix}{self._counter:x}"
+
+    async def _invocations(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        headers = scope["headers"]
+        request_id = self._request_id(headers)
+        try:
+            body = await _read_body(headers, receive, self.settings.max_payload_bytes)
+        except HTTPError as exc:
+            body = b""
+            response = error_response(exc)
+        else:
+            request = Request(
+                body=body,
+                content_type=_header(headers, b"content-type"),
+                accept=_header(headers, b"accept"),
+                request_id=request_id,
+                custom_attributes=_header(headers, b"x-amzn-sagemaker-custom-attributes"),
+            )
+            response = await self._run(request)
+        await _send(send, response, request_id)
+        access_log.info("invocation id=%s status=%d ms=%.3f in=%d out=%d", request_id, response.status,
+                        (time.perf_counter() - started) * 1e3, len(body), len(response.body))
+
+    async def _run(self, request: Request) -> Response:
+        assert self.service is not None and self.executor is not None
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self.executor, self.service.invoke, request)
+        try:
+            return await asyncio.wait_for(future, self.settings.timeout_s)
+        except TimeoutError:
+            # The prediction thread cannot be cancelled: answer, then recycle this worker (gunicorn
+            # starts a fresh one) so that later requests do not queue behind a stuck prediction.
+            log.error("request %s exceeded %d s; restarting this worker", request.request_id,
+                      self.settings.timeout_s)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return error_response(ModelError(f"prediction exceeded the {self.settings.timeout_s} s timeout"))
+
+
+async def _read_body(headers: list[tuple[bytes, bytes]], receive: Receive, limit: int) -> bytes:
+    length = _header(headers, b"content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise PayloadTooLarge(f"the body has {int(length)} bytes; the limit is {limit} "
+                              f"(SAGEMAKER_MAX_PAYLOAD_IN_MB)")
+    chunks = []
+    size = 0
+    while True:  # a chunked request has no Content-Length: count what arrives, first message included
+        message = await receive()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"the body exceeds the limit of {limit} bytes (SAGEMAKER_MAX_PAYLOAD_IN_MB)")
+        if not message.get("more_body"):
+            return b"".join(chunks) + chunk if chunks else chunk
+        chunks.append(chunk)
+
+
+async def _send(send: Send, response: Response, request_id: str | None = None) -> None:
+    headers = [
+        (b"content-type", response.content_type.encode()),
+        (b"content-length", str(len(response.body)).encode()),
+    ]
+    if request_id:
+        headers.append((b"x-request-id", request_id.encode()))
+    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    await send({"type": "http.response.body", "body": response.body})

@@ -1,0 +1,143 @@
+"""SageMaker's environment variables: every name and default in one place."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+# Serving variables, named as SageMaker and its toolkits name them.
+BIND_TO_PORT = "SAGEMAKER_BIND_TO_PORT"
+SAFE_PORT_RANGE = "SAGEMAKER_SAFE_PORT_RANGE"
+MODEL_SERVER_WORKERS = "SAGEMAKER_MODEL_SERVER_WORKERS"
+MODEL_SERVER_TIMEOUT = "SAGEMAKER_MODEL_SERVER_TIMEOUT"
+DEFAULT_INVOCATIONS_ACCEPT = "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT"
+MAX_PAYLOAD_IN_MB = "SAGEMAKER_MAX_PAYLOAD_IN_MB"
+PROGRAM = "SAGEMAKER_PROGRAM"
+SUBMIT_DIRECTORY = "SAGEMAKER_SUBMIT_DIRECTORY"
+BATCH = "SAGEMAKER_BATCH"
+BATCH_STRATEGY = "SAGEMAKER_BATCH_STRATEGY"
+MAX_CONCURRENT_TRANSFORMS = "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS"
+MULTI_MODEL = "SAGEMAKER_MULTI_MODEL"
+# Ours: where the model lives (tests and local runs point it elsewhere) and the log level.
+MODEL_DIR = "SM_MODEL_DIR"
+LOG_LEVEL = "SMKIT_LOG_LEVEL"
+# The unprivileged account that request-handling workers switch to (created in every image).
+WORKER_USER = "SMKIT_WORKER_USER"
+
+DEFAULT_PORT = 8080
+DEFAULT_TIMEOUT_S = 60
+DEFAULT_MAX_PAYLOAD_MB = 6.0
+DEFAULT_PROGRAM = "inference.py"
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value the container cannot use."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not an integer") from None
+    if value < minimum:
+        raise SettingsError(f"{name}={value} must be >= {minimum}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a number") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise SettingsError(f"{name}={value} must be a finite number > 0")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw in ("", "false", "0", "no"):
+        return False
+    if raw in ("true", "1", "yes"):
+        return True
+    raise SettingsError(f"{name}={raw!r} is not a boolean (true/false)")
+
+
+def _port_range(env: Mapping[str, str]) -> tuple[int, int] | None:
+    raw = env.get(SAFE_PORT_RANGE, "").strip()
+    if not raw:
+        return None
+    try:
+        low, high = (int(part) for part in raw.split("-"))
+    except ValueError:
+        raise SettingsError(f"{SAFE_PORT_RANGE}={raw!r} is not of the form LOW-HIGH") from None
+    if not 0 < low <= high < 65536:
+        raise SettingsError(f"{SAFE_PORT_RANGE}={raw!r} is not a valid port range")
+    return low, high
+
+
+def _local_path(url: str) -> Path | None:
+    """A local directory from a path or file:// URL; None for remote (s3://) URLs, which serving ignores."""
+    path = url.removeprefix("file://")
+    return Path(path) if path and "://" not in path else None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the serving process reads from its environment, validated once at start."""
+
+    port: int = DEFAULT_PORT
+    workers: int = 1
+    timeout_s: int = DEFAULT_TIMEOUT_S
+    default_accept: str | None = None
+    max_payload_mb: float = DEFAULT_MAX_PAYLOAD_MB
+    program: str = DEFAULT_PROGRAM
+    submit_directory: Path | None = None
+    batch: bool = False
+    batch_strategy: str = "MULTI_RECORD"
+    max_concurrent_transforms: int | None = None
+    multi_model: bool = False
+    safe_port_range: tuple[int, int] | None = None
+    model_dir: Path = Path("/opt/ml/model")
+    models_dir: Path = Path("/opt/ml/models")
+    worker_user: str | None = None
+    log_level: str = "INFO"
+
+    @property
+    def max_payload_bytes(self) -> int:
+        return int(self.max_payload_mb * 1024 * 1024)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        submit = env.get(SUBMIT_DIRECTORY, "").strip()
+        transforms = _int(env, MAX_CONCURRENT_TRANSFORMS, 0, minimum=0)
+        port = _int(env, BIND_TO_PORT, DEFAULT_PORT, minimum=1)
+        if port > 65535:
+            raise SettingsError(f"{BIND_TO_PORT}={port} is not a valid port")
+        return cls(
+            port=port,
+            workers=_int(env, MODEL_SERVER_WORKERS, os.cpu_count() or 1, minimum=1),
+            timeout_s=_int(env, MODEL_SERVER_TIMEOUT, DEFAULT_TIMEOUT_S, minimum=1),
+            default_accept=env.get(DEFAULT_INVOCATIONS_ACCEPT, "").strip() or None,
+            max_payload_mb=_float(env, MAX_PAYLOAD_IN_MB, DEFAULT_MAX_PAYLOAD_MB),
+            program=env.get(PROGRAM, "").strip() or DEFAULT_PROGRAM,
+            submit_directory=_local_path(submit),
+            batch=_bool(env, BATCH),
+            batch_strategy=env.get(BATCH_STRATEGY, "").strip() or "MULTI_RECORD",
+            max_concurrent_transforms=transforms or None,
+            multi_model=_bool(env, MULTI_MODEL),
+            safe_port_range=_port_range(env),
+            model_dir=Path(env.get(MODEL_DIR, "").strip() or "/opt/ml/model"),
+            worker_user=env.get(WORKER_USER, "").strip() or None,
+            log_level=(env.get(LOG_LEVEL, "").strip() or "INFO").upper(),
+        )

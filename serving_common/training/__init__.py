@@ -1,0 +1,1 @@
+"""The training harness shared by every image: SageMaker's training contract, failure file, metrics."""

@@ -1,0 +1,110 @@
+"""``train``: read the job's config, validate hyperparameters, run the container's training function.
+
+Any failure writes a short reason to ``/opt/ml/output/failure`` (SageMaker shows it as the job's
+FailureReason) and exits non-zero. The model is written to a hidden staging folder and moved into
+``/opt/ml/model`` only when training succeeded, so a failed job never leaves a half-written model.
+
+Why not sagemaker-training: it pulls boto3, paramiko, gevent and friends into every image (far past the
+image-size budget), installs ``requirements.txt`` at job start (offline jobs fail), and runs user
+scripts as subprocesses; our containers train built-in algorithms in-process. We keep its file layout
+and variable names.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..logs import configure_logging
+from .environment import TrainingEnvironment, resolve_base
+from .hyperparameters import Hyperparameter, parse
+
+log = logging.getLogger("training")
+
+
+class TrainingError(Exception):
+    """A failure whose message is the whole story for the user (bad data, bad config)."""
+
+
+@dataclass
+class TrainingJob:
+    """What a container's training function receives."""
+
+    env: TrainingEnvironment
+    hyperparameters: dict[str, Any]
+    model_dir: Path  # the staging folder: write the model here
+
+    @property
+    def output_data_dir(self) -> Path:
+        return self.env.output_data_dir
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.env.checkpoint_dir
+
+
+TrainFn = Callable[[TrainingJob], None]
+
+
+def failure_reason(exc: BaseException) -> str:
+    """What goes into the failure file: the message for expected errors, type and message otherwise."""
+    if isinstance(exc, (TrainingError, ValueError, FileNotFoundError)):
+        return f"{type(exc).__name__}: {exc}"
+    return f"AlgorithmError: {type(exc).__name__}: {exc}"
+
+
+def _write_failure(env_base: Path, reason: str) -> None:
+    failure = env_base / "output" / "failure"
+    try:
+        failure.parent.mkdir(parents=True, exist_ok=True)
+        failure.write_text(reason[:1024] + "\n")  # SageMaker keeps the first 1024 characters
+    except OSError as exc:
+        log.error("could not write %s: %s", failure, exc)
+
+
+def _publish(staging: Path, model_dir: Path) -> None:
+    for entry in sorted(staging.iterdir()):
+        target = model_dir / entry.name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+        entry.rename(target)
+    staging.rmdir()
+
+
+def run(train_fn: TrainFn, declared: Sequence[Hyperparameter], base: Path | None = None) -> int:
+    """Run one training job; returns the process exit code (0 success, 1 failure)."""
+    configure_logging()
+    base_dir = resolve_base(base)
+    staging: Path | None = None
+    try:
+        env = TrainingEnvironment.load(base_dir)
+        hyperparameters = parse(declared, env.hyperparameters)
+        log.info("hyperparameters: %s", hyperparameters)
+        log.info("channels: %s; host %s of %s", {n: str(c.path) for n, c in env.channels.items()},
+                 env.current_host, list(env.hosts))
+        env.model_dir.mkdir(parents=True, exist_ok=True)
+        staging = env.model_dir / ".staging"
+        if staging.exists():
+            shutil.rmtree(staging)
+        staging.mkdir()
+        train_fn(TrainingJob(env, hyperparameters, staging))
+        _publish(staging, env.model_dir)
+        log.info("training finished; model in %s", env.model_dir)
+        return 0
+    except Exception as exc:  # every failure must reach the failure file
+        reason = failure_reason(exc)
+        log.error("TRAINING FAILED: %s", reason)
+        if not isinstance(exc, TrainingError | ValueError):
+            traceback.print_exc(file=sys.stdout)
+        _write_failure(base_dir, reason)
+        if staging is not None and staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+        return 1

@@ -1,0 +1,175 @@
+"""Helpers to run the project's images as SageMaker does: `train` against an /opt/ml tree, `serve` on a port."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import docker as docker_sdk
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+PREFIX = os.environ.get("IMAGE_PREFIX", "smkit-")
+VERSION = (ROOT / "VERSION").read_text().strip()
+
+
+class DockerUnavailable(RuntimeError):
+    pass
+
+
+def docker_client() -> docker_sdk.DockerClient:
+    try:
+        client = docker_sdk.from_env(timeout=300)
+        client.ping()
+    except Exception as exc:
+        raise DockerUnavailable(str(exc)) from exc
+    return client
+
+
+def ensure_image(client: docker_sdk.DockerClient, name: str) -> str:
+    """The image's tag; built with ./build.sh if it is not there (CI builds all images up front)."""
+    tag = f"{PREFIX}{name}:{VERSION}"
+    try:
+        client.images.get(tag)
+    except docker_sdk.errors.ImageNotFound:
+        subprocess.run([str(ROOT / "build.sh"), name], check=True)
+    return tag
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _open_dirs(path: Path) -> None:
+    # Request workers run as an unprivileged user: model folders must be readable by others.
+    path.mkdir(parents=True, exist_ok=True)
+    for parent in [path, *path.parents]:
+        if parent == Path("/") or parent == Path("/tmp"):
+            break
+        parent.chmod(parent.stat().st_mode | 0o755)
+
+
+@dataclass
+class OptMl:
+    """An /opt/ml tree on the host, mounted into a training container."""
+
+    root: Path
+    hyperparameters: Mapping[str, Any] = field(default_factory=dict)
+    channels: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # name -> inputdataconfig entry
+    hosts: tuple[str, ...] = ("algo-1",)
+    current_host: str = "algo-1"
+
+    def write_config(self) -> None:
+        config = self.root / "input" / "config"
+        config.mkdir(parents=True, exist_ok=True)
+        (config / "hyperparameters.json").write_text(json.dumps({k: str(v) for k, v in self.hyperparameters.items()}))
+        (config / "inputdataconfig.json").write_text(json.dumps(self.channels))
+        (config / "resourceconfig.json").write_text(json.dumps(
+            {"current_host": self.current_host, "hosts": list(self.hosts), "network_interface_name": "eth0"}))
+        for sub in ("model", "output", "checkpoints", "input/data"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        _open_dirs(self.root / "model")
+
+    def channel_dir(self, name: str) -> Path:
+        path = self.root / "input" / "data" / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @property
+    def model_dir(self) -> Path:
+        return self.root / "model"
+
+    @property
+    def failure(self) -> str | None:
+        path = self.root / "output" / "failure"
+        return path.read_text() if path.exists() else None
+
+
+@dataclass
+class TrainResult:
+    exit_code: int
+    logs: str
+    opt_ml: OptMl
+
+
+def train(client: docker_sdk.DockerClient, image: str, opt_ml: OptMl, timeout: int = 600) -> TrainResult:
+    """``docker run IMAGE train`` with the tree mounted at /opt/ml; waits for the exit."""
+    opt_ml.write_config()
+    container = client.containers.run(
+        image, ["train"], detach=True, volumes={str(opt_ml.root): {"bind": "/opt/ml", "mode": "rw"}})
+    try:
+        code = container.wait(timeout=timeout)["StatusCode"]
+        return TrainResult(code, container.logs().decode(errors="replace"), opt_ml)
+    finally:
+        container.remove(force=True)
+
+
+class ServingContainer:
+    """``docker run IMAGE serve`` as SageMaker runs it, the port published on loopback."""
+
+    def __init__(self, client: docker_sdk.DockerClient, image: str, model_dir: Path | None,
+                 env: Mapping[str, str] | None = None, read_only: bool = True, port: int = 8080,
+                 volumes: Mapping[str, Mapping[str, str]] | None = None) -> None:
+        env = dict(env or {})
+        if port != 8080:
+            env["SAGEMAKER_BIND_TO_PORT"] = str(port)
+        mounts = dict(volumes or {})
+        if model_dir is not None:
+            _open_dirs(model_dir)
+            mounts[str(model_dir)] = {"bind": "/opt/ml/model", "mode": "ro"}
+        self.host_port = free_port()
+        self.container = client.containers.run(
+            image, ["serve"], detach=True, environment=env, volumes=mounts, read_only=read_only,
+            tmpfs={"/tmp": ""} if read_only else None, ports={f"{port}/tcp": ("127.0.0.1", self.host_port)})
+        self.url = f"http://127.0.0.1:{self.host_port}"
+
+    def wait_ready(self, timeout: float = 60) -> float:
+        """Seconds until the first 200 on /ping; raises with the logs if the container died or timed out."""
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            self.container.reload()
+            if self.container.status == "exited":
+                raise RuntimeError(f"container exited:\n{self.logs()}")
+            try:
+                if requests.get(f"{self.url}/ping", timeout=1).status_code == 200:
+                    return time.monotonic() - started
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.05)
+        raise TimeoutError(f"no 200 on /ping within {timeout} s:\n{self.logs()}")
+
+    def wait_exit(self, timeout: float = 60) -> int:
+        return self.container.wait(timeout=timeout)["StatusCode"]
+
+    def logs(self) -> str:
+        return self.container.logs().decode(errors="replace")
+
+    def invoke(self, body: bytes, content_type: str | None, accept: str | None = None,
+               headers: Mapping[str, str] | None = None, timeout: float = 30) -> requests.Response:
+        all_headers = dict(headers or {})
+        if content_type is not None:
+            all_headers["Content-Type"] = content_type
+        if accept is not None:
+            all_headers["Accept"] = accept
+        return requests.post(f"{self.url}/invocations", data=body, headers=all_headers, timeout=timeout)
+
+    def remove(self) -> None:
+        try:
+            self.container.remove(force=True)
+        except docker_sdk.errors.NotFound:
+            pass
+
+    def __enter__(self) -> ServingContainer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
