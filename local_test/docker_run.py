@@ -1,4 +1,4 @@
-"""Helpers to run the project's images as SageMaker does: `train` against an /opt/ml tree, `serve` on a port."""
+"""Run the project's images as SageMaker does: `train` against an /opt/ml tree, `serve` on a port (docker SDK)."""
 
 from __future__ import annotations
 

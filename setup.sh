@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# One-time (idempotent) machine setup for building, testing and running the images on Debian:
+# system packages, a running Docker engine, the local Debian base image, and the dev venv (.venv).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+log() { echo "[setup] $*"; }
+
+# docker.io: the engine; debootstrap: the base image; docker-registry: the push test's local registry;
+# wrk/httperf: the benchmarks' load generators; docker-compose: the SageMaker SDK's local mode.
+PACKAGES=(docker.io debootstrap docker-registry wrk httperf docker-compose)
+missing=()
+for package in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if ((${#missing[@]})); then
+  log "installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+scripts/start_docker.sh
+scripts/make_base_image.sh
+
+PY="${PYTHON:-python3}"
+stamp=.venv/.requirements.sha256
+digest="$(cat requirements/*.txt pyproject.toml | sha256sum | cut -d' ' -f1)"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$digest" ]; then
+  log "creating the dev venv .venv"
+  "$PY" -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check -r requirements/dev.txt 2> >(grep -v "Location 'file" >&2)
+  .venv/bin/pip install --quiet --disable-pip-version-check --no-deps -e . 2> >(grep -v "Location 'file" >&2)
+  echo "$digest" >"$stamp"
+fi
+log "ready: docker $(docker version -f '{{.Server.Version}}'), base image, .venv"

@@ -1,0 +1,132 @@
+"""The preprocess image end to end: real `train`, real `serve`, numbers equal to scikit-learn in-process.
+
+Batch transform with labels produces the CSV layout SageMaker's XGBoost trains on (label first, no header).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xgboost
+from local_test.docker_run import ROOT, OptMl, ServingContainer, train
+from local_test.orders import make_orders, write_jsonl
+
+sys.path.insert(0, str(ROOT / "containers" / "preprocess"))
+from preprocess_container.features import FittedFeatures  # noqa: E402
+from preprocess_container.records import flatten  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def model_dir(docker, image_of, tmp_path_factory) -> Path:
+    opt_ml = OptMl(tmp_path_factory.mktemp("pre"), {"label": "default", "drop": "order_id", "min_frequency": "20"},
+                   {"train": {"ContentType": "application/jsonlines"}})
+    train_dir = opt_ml.channel_dir("train")
+    orders = make_orders(3000, seed=11)
+    write_jsonl(orders[:1500], train_dir / "part-0001.jsonl")
+    (train_dir / "part-0002.json").write_text(json.dumps(orders[1500:]))  # a JSON array file
+    (train_dir / "_SUCCESS").write_text("")
+    (train_dir / ".part-0001.jsonl.crc").write_bytes(b"\x00\x01")
+    result = train(docker, image_of("preprocess"), opt_ml)
+    assert result.exit_code == 0, result.logs
+    assert "read 3000 records" in result.logs
+    return opt_ml.model_dir
+
+
+@pytest.fixture(scope="module")
+def reference(model_dir) -> FittedFeatures:
+    """The same fitted transform, loaded in-process, through scikit-learn's own (pandas) path."""
+    return FittedFeatures.load(model_dir)
+
+
+def _csv(text: str) -> np.ndarray:
+    return np.array([[float(cell) for cell in line.split(",")] for line in text.splitlines()])
+
+
+def test_served_features_equal_sklearn_bit_for_bit(docker, image_of, model_dir, reference):
+    orders = make_orders(300, seed=99)
+    orders[0]["customer"]["country"] = "XX"  # unseen category
+    orders[1]["customer"] = {}  # every customer field missing
+    orders[2]["amount"] = None
+    orders[3]["amount"] = 1e300  # extreme but finite after scaling
+    orders[4]["device"] = "smart-fridge"
+    expected = reference.transform_records_sklearn(orders)
+    with ServingContainer(docker, image_of("preprocess"), model_dir) as server:
+        server.wait_ready()
+        for content_type, body in [
+            ("application/json", json.dumps({"instances": orders}).encode()),
+            ("application/jsonlines", "\n".join(json.dumps(o) for o in orders).encode() + b"\n\n"),
+        ]:
+            csv = server.invoke(body, content_type, "text/csv")
+            assert csv.status_code == 200, csv.text
+            assert np.array_equal(_csv(csv.text), expected)  # CSV numbers round-trip exactly
+            npy = server.invoke(body, content_type, "application/x-npy")
+            assert np.array_equal(np.load(io.BytesIO(npy.content), allow_pickle=False), expected)
+            as_json = server.invoke(body, content_type, "application/json").json()
+            assert np.array_equal(np.array(as_json["instances"]), expected)
+        # A label in the input is ignored: the columns never shift.
+        assert _csv(server.invoke(json.dumps(orders[5]).encode(), "application/json", "text/csv").text).shape == \
+            (1, len(reference.output_columns))
+        # Uninterpretable values: 400 naming the field and the record.
+        bad = server.invoke(json.dumps([orders[0], {**orders[1], "hour": "noon"}]).encode(), "application/json")
+        assert bad.status_code == 400
+        assert "hour" in bad.json()["message"] and "record 1" in bad.json()["message"]
+
+
+def test_csv_rows_in_input_column_order(docker, image_of, model_dir, reference):
+    orders = make_orders(20, seed=5)
+    flat = [flatten(order) for order in orders]
+    rows = [["" if row.get(c) is None else str(row[c]) for c in reference.input_columns] for row in flat]
+    with ServingContainer(docker, image_of("preprocess"), model_dir) as server:
+        server.wait_ready()
+        body = "\n".join(",".join(row) for row in rows).encode()
+        response = server.invoke(body, "text/csv", "text/csv")
+        assert response.status_code == 200, response.text
+        assert np.array_equal(_csv(response.text), reference.transform_rows_sklearn(rows))
+
+
+def test_batch_transform_with_labels_trains_xgboost(docker, image_of, model_dir, reference):
+    orders = make_orders(2000, seed=3)
+    env = {"SMKIT_OUTPUT_LABEL": "true", "SAGEMAKER_BATCH": "true", "SAGEMAKER_MAX_PAYLOAD_IN_MB": "100",
+           "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT": "text/csv"}
+    with ServingContainer(docker, image_of("preprocess"), model_dir, env=env) as server:
+        server.wait_ready()
+        body = "\n".join(json.dumps(o) for o in orders).encode()
+        response = server.invoke(body, "application/jsonlines")
+        assert response.status_code == 200, response.text
+        missing_label = server.invoke(json.dumps([{k: v for k, v in orders[0].items() if k != "default"}]).encode(),
+                                      "application/json")
+        assert missing_label.status_code == 400 and "label" in missing_label.json()["message"]
+    table = _csv(response.text)
+    assert table.shape == (2000, 1 + len(reference.output_columns))
+    assert np.array_equal(table[:, 0], [o["default"] for o in orders])
+    assert np.array_equal(table[:, 1:], reference.transform_records_sklearn(orders))
+    matrix = xgboost.DMatrix(table[:, 1:], label=table[:, 0])
+    booster = xgboost.train({"objective": "binary:logistic", "eval_metric": "auc"}, matrix, num_boost_round=20)
+    auc = float(booster.eval(matrix).split(":")[1])
+    assert auc > 0.75  # the features carry the label's signal
+
+
+def test_script_mode_hooks_get_custom_attributes(docker, image_of, model_dir, tmp_path):
+    model = tmp_path / "model"
+    model.mkdir()
+    for item in model_dir.iterdir():
+        (model / item.name).write_bytes(item.read_bytes())
+    (model / "code").mkdir()
+    (model / "code" / "requirements.txt").write_text("some-package==1.0\n")
+    (model / "code" / "inference.py").write_text(
+        "import json\n"
+        "def output_fn(prediction, accept, context):\n"
+        "    body = json.dumps({'rows': len(prediction), 'attributes': context.custom_attributes})\n"
+        "    return body, 'application/json'\n")
+    with ServingContainer(docker, image_of("preprocess"), model) as server:
+        server.wait_ready()
+        response = server.invoke(json.dumps(make_orders(3)).encode(), "application/json", "application/json",
+                                 headers={"X-Amzn-SageMaker-Custom-Attributes": "market=DE,trace=1"})
+        assert response.status_code == 200, response.text
+        assert response.json() == {"rows": 3, "attributes": "market=DE,trace=1"}
+        assert "requirements.txt is NOT installed" in server.logs()
