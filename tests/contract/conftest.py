@@ -6,8 +6,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from local_test.docker_run import OptMl, ServingContainer, train
+
 from descriptor import ImageDescriptor
-from docker_support import OptMl, ServingContainer, train
 from images import DESCRIPTORS
 
 # The contract server listens on a non-default port (SAGEMAKER_BIND_TO_PORT), takes text/csv as its

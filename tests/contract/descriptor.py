@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from docker_support import OptMl
+from local_test.docker_run import OptMl
 
 
 @dataclass(frozen=True)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from descriptor import ImageDescriptor
-from docker_support import OptMl
-
+from local_test.docker_run import OptMl
 from local_test.orders import make_orders, write_jsonl
+
+from descriptor import ImageDescriptor
 
 
 def _preprocess_training_data(opt_ml: OptMl) -> None:

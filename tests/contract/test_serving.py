@@ -10,8 +10,10 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 import requests
+
+from local_test.docker_run import ServingContainer
+
 from conftest import PORT, SERVER_ENV
-from docker_support import ServingContainer
 
 
 def _rows(response: requests.Response) -> int:

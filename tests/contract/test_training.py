@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from docker_support import OptMl, train
+from local_test.docker_run import OptMl, train
 
 
 def test_training_writes_a_model_and_no_failure(trained):

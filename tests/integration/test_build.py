@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import requests
+
 from local_test.docker_run import ROOT, VERSION, free_port
 
 

@@ -13,12 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xgboost
+
 from local_test.docker_run import ROOT, OptMl, ServingContainer, train
 from local_test.orders import make_orders, write_jsonl
 
 sys.path.insert(0, str(ROOT / "containers" / "preprocess"))
-from preprocess_container.features import FittedFeatures  # noqa: E402
-from preprocess_container.records import flatten  # noqa: E402
+from preprocess_container.features import FittedFeatures
+from preprocess_container.records import flatten
 
 
 @pytest.fixture(scope="module")
