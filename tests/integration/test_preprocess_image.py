@@ -131,3 +131,25 @@ def test_script_mode_hooks_get_custom_attributes(docker, image_of, model_dir, tm
         assert response.status_code == 200, response.text
         assert response.json() == {"rows": 3, "attributes": "market=DE,trace=1"}
         assert "requirements.txt is NOT installed" in server.logs()
+
+
+def test_batch_record_errors_fail_by_default_or_stay_on_their_line(docker, image_of, model_dir, reference):
+    orders = make_orders(4, seed=8)
+    orders[2]["hour"] = "noon"
+    body = "\n".join(json.dumps(o) for o in orders).encode()
+    with ServingContainer(docker, image_of("preprocess"), model_dir) as server:
+        server.wait_ready()
+        failed = server.invoke(body, "application/jsonlines", "text/csv")
+        assert failed.status_code == 400 and failed.json()["message"].startswith("record 2: field 'hour'")
+    with ServingContainer(docker, image_of("preprocess"), model_dir, env={"SMKIT_RECORD_ERRORS": "line"}) as server:
+        server.wait_ready()
+        for accept in ("text/csv", "application/jsonlines"):
+            response = server.invoke(body, "application/jsonlines", accept)
+            assert response.status_code == 200, response.text
+            lines = response.text.split("\n")
+            assert len(lines) == 4
+            assert json.loads(lines[2])["error"].startswith("record 2: field 'hour'")
+            good = [0, 1, 3]
+            rows = [json.loads(lines[i]) if accept != "text/csv" else [float(x) for x in lines[i].split(",")]
+                    for i in good]
+            assert np.array_equal(np.array(rows), reference.transform_records_sklearn([orders[i] for i in good]))

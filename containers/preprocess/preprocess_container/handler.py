@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,13 @@ from .features import FittedFeatures
 
 # Batch transform for training data: write the label as the first CSV column (SageMaker XGBoost's layout).
 OUTPUT_LABEL = "SMKIT_OUTPUT_LABEL"
+# Batch transform: "fail" (default) fails a request on its first bad record, naming it; "line" writes an
+# error object on that record's line instead, keeping output lines aligned with input lines.
+RECORD_ERRORS = "SMKIT_RECORD_ERRORS"
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes")
 
 
 def _records(data: Any) -> list[Any]:
@@ -42,7 +50,8 @@ class PreprocessHandler(Handler):
     default_accept = JSON
 
     def __init__(self) -> None:
-        self.output_label = os.environ.get(OUTPUT_LABEL, "").strip().lower() in ("1", "true", "yes")
+        self.output_label = _flag(OUTPUT_LABEL)
+        self.errors_in_line = os.environ.get(RECORD_ERRORS, "fail").strip().lower() == "line"
 
     def load(self, model_dir: Path) -> FittedFeatures:
         features = FittedFeatures.load(model_dir)
@@ -62,7 +71,22 @@ class PreprocessHandler(Handler):
                 raise BadRequest(f"record {index} is not a JSON object but {type(record).__name__}")
         return records
 
-    def predict(self, model: FittedFeatures, data: Any, context: RequestContext) -> np.ndarray:
+    def predict(self, model: FittedFeatures, data: Any, context: RequestContext) -> np.ndarray | list[Any]:
+        try:
+            return self._transform(model, data)
+        except BadRequest:
+            if not self.errors_in_line or len(data) < 2:
+                raise
+        # Batch transform, opted in: one error object on the line of each bad record, lines stay aligned.
+        results: list[Any] = []
+        for index, item in enumerate(data):
+            try:
+                results.append(self._transform(model, type(data)([item]))[0])
+            except BadRequest as exc:
+                results.append({"error": _renumber(exc.message, index)})
+        return results
+
+    def _transform(self, model: FittedFeatures, data: Any) -> np.ndarray:
         labels = None
         try:
             if isinstance(data, Rows):
@@ -83,10 +107,22 @@ class PreprocessHandler(Handler):
             matrix = np.column_stack([labels, matrix])
         return matrix
 
-    def encode(self, prediction: np.ndarray, accept: str, context: RequestContext) -> bytes:
+    def encode(self, prediction: np.ndarray | list[Any], accept: str, context: RequestContext) -> bytes:
         if accept == JSON:
             return encoders.encode_json({"instances": prediction})
+        if isinstance(prediction, list):  # rows and error objects mixed
+            if accept == NPY:
+                raise BadRequest("records failed and NPY cannot carry error objects: " +
+                                 "; ".join(item["error"] for item in prediction if isinstance(item, dict)))
+            lines = [encoders.encode_json(item) if isinstance(item, dict) else encoders.encode(item[None, :], accept)
+                     for item in prediction]
+            return b"\n".join(lines)
         return encoders.encode(prediction, accept)
+
+
+def _renumber(message: str, index: int) -> str:
+    """Messages of a one-record transform say "record 0"/"row 0": give the record's place in the request."""
+    return re.sub(r"^(record|row) 0\b", rf"\g<1> {index}", message)
 
 
 def _label_column(values: list[Any], name: str) -> np.ndarray:
