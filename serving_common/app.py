@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import signal
 import time
@@ -57,8 +58,12 @@ class InferenceApp:
         started = time.perf_counter()
         settings = self.settings
         handler = with_user_script(self.handler_factory(), settings, settings.model_dir)
-        model = handler.load(settings.model_dir)
-        self.service = Service(handler, model, settings.default_accept)
+        service = Service(handler, None, settings.default_accept)
+        if handler.accepts is not None and service.default_accept not in handler.accepts:
+            raise ValueError(f"SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT={settings.default_accept!r} cannot be produced "
+                             f"by this container; it answers in: {', '.join(handler.accepts)}")
+        service.model = handler.load(settings.model_dir)
+        self.service = service
         log.info("model loaded from %s in %.0f ms", settings.model_dir, (time.perf_counter() - started) * 1e3)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
@@ -107,7 +112,7 @@ class InferenceApp:
         return orjson.dumps({
             "MaxConcurrentTransforms": settings.max_concurrent_transforms or settings.workers,
             "BatchStrategy": settings.batch_strategy,
-            "MaxPayloadInMB": int(settings.max_payload_mb),
+            "MaxPayloadInMB": math.ceil(settings.max_payload_mb),  # SageMaker takes whole MB
         })
 
     def _request_id(self, headers: list[tuple[bytes, bytes]]) -> str:
@@ -123,6 +128,9 @@ class InferenceApp:
         request_id = self._request_id(headers)
         try:
             body = await _read_body(headers, receive, self.settings.max_payload_bytes)
+        except ClientDisconnected:
+            access_log.info("invocation id=%s client disconnected before sending its body", request_id)
+            return
         except HTTPError as exc:
             body = b""
             response = error_response(exc)
@@ -154,6 +162,10 @@ class InferenceApp:
             return error_response(ModelError(f"prediction exceeded the {self.settings.timeout_s} s timeout"))
 
 
+class ClientDisconnected(Exception):
+    """The client went away before its request body arrived: nothing to answer."""
+
+
 async def _read_body(headers: list[tuple[bytes, bytes]], receive: Receive, limit: int) -> bytes:
     length = _header(headers, b"content-length")
     if length is not None and length.isdigit() and int(length) > limit:
@@ -163,6 +175,8 @@ async def _read_body(headers: list[tuple[bytes, bytes]], receive: Receive, limit
     size = 0
     while True:  # a chunked request has no Content-Length: count what arrives, first message included
         message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected()
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:

@@ -85,6 +85,20 @@ def _port_range(env: Mapping[str, str]) -> tuple[int, int] | None:
     return low, high
 
 
+def _batch_strategy(env: Mapping[str, str]) -> str:
+    raw = env.get(BATCH_STRATEGY, "").strip().upper() or "MULTI_RECORD"
+    if raw not in ("MULTI_RECORD", "SINGLE_RECORD"):
+        raise SettingsError(f"{BATCH_STRATEGY}={raw!r} is not MULTI_RECORD or SINGLE_RECORD")
+    return raw
+
+
+def _log_level(env: Mapping[str, str]) -> str:
+    level = (env.get(LOG_LEVEL, "").strip() or "INFO").upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise SettingsError(f"{LOG_LEVEL}={level!r} is not one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+    return level
+
+
 def _local_path(url: str) -> Path | None:
     """A local directory from a path or file:// URL; None for remote (s3://) URLs, which serving ignores."""
     path = url.removeprefix("file://")
@@ -133,11 +147,11 @@ class Settings:
             program=env.get(PROGRAM, "").strip() or DEFAULT_PROGRAM,
             submit_directory=_local_path(submit),
             batch=_bool(env, BATCH),
-            batch_strategy=env.get(BATCH_STRATEGY, "").strip() or "MULTI_RECORD",
+            batch_strategy=_batch_strategy(env),
             max_concurrent_transforms=transforms or None,
             multi_model=_bool(env, MULTI_MODEL),
             safe_port_range=_port_range(env),
             model_dir=Path(env.get(MODEL_DIR, "").strip() or "/opt/ml/model"),
             worker_user=env.get(WORKER_USER, "").strip() or None,
-            log_level=(env.get(LOG_LEVEL, "").strip() or "INFO").upper(),
+            log_level=_log_level(env),
         )

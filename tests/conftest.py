@@ -14,7 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT)]
 
-from docker_support import DockerUnavailable, docker_client, ensure_image  # noqa: E402
+from local_test.docker_run import DockerUnavailable, docker_client, ensure_image  # noqa: E402
 
 
 @pytest.fixture(scope="session")

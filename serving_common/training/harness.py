@@ -99,7 +99,7 @@ def run(train_fn: TrainFn, declared: Sequence[Hyperparameter], base: Path | None
         _publish(staging, env.model_dir)
         log.info("training finished; model in %s", env.model_dir)
         return 0
-    except Exception as exc:  # every failure must reach the failure file
+    except BaseException as exc:  # every failure (SystemExit, Ctrl-C included) must reach the failure file
         reason = failure_reason(exc)
         log.error("TRAINING FAILED: %s", reason)
         if not isinstance(exc, TrainingError | ValueError):

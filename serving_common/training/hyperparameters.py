@@ -75,7 +75,11 @@ def _bool(text: str) -> bool:
 
 
 def _int(text: str) -> int:
-    number = float(text)
+    try:
+        return int(text)  # exact, however large; float() below would round past 2**53
+    except ValueError:
+        pass
+    number = float(text)  # "5.0", "1e3"
     if not number.is_integer():
         raise ValueError(text)
     return int(number)

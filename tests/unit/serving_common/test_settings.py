@@ -1,0 +1,166 @@
+"""Settings.from_env: every SageMaker variable, its default, its parsing and its error message."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from serving_common import settings as s
+from serving_common.settings import Settings, SettingsError
+
+
+def test_defaults_of_an_empty_environment():
+    settings = Settings.from_env({})
+    assert settings.port == 8080
+    assert settings.workers == (os.cpu_count() or 1)
+    assert settings.timeout_s == 60
+    assert settings.default_accept is None
+    assert settings.max_payload_mb == 6.0
+    assert settings.max_payload_bytes == 6 * 1024 * 1024
+    assert settings.program == "inference.py"
+    assert settings.submit_directory is None
+    assert settings.batch is False
+    assert settings.batch_strategy == "MULTI_RECORD"
+    assert settings.max_concurrent_transforms is None
+    assert settings.multi_model is False
+    assert settings.safe_port_range is None
+    assert settings.model_dir == Path("/opt/ml/model")
+    assert settings.models_dir == Path("/opt/ml/models")
+    assert settings.worker_user is None
+    assert settings.log_level == "INFO"
+
+
+def test_blank_values_mean_the_default():
+    env = {name: "  " for name in (s.BIND_TO_PORT, s.MODEL_SERVER_WORKERS, s.MODEL_SERVER_TIMEOUT,
+                                   s.MAX_PAYLOAD_IN_MB, s.PROGRAM, s.BATCH, s.BATCH_STRATEGY,
+                                   s.DEFAULT_INVOCATIONS_ACCEPT, s.SAFE_PORT_RANGE, s.MODEL_DIR)}
+    assert Settings.from_env(env) == Settings.from_env({})
+
+
+def test_every_variable_is_read():
+    env = {
+        "SAGEMAKER_BIND_TO_PORT": "9001",
+        "SAGEMAKER_SAFE_PORT_RANGE": "29000-29999",
+        "SAGEMAKER_MODEL_SERVER_WORKERS": " 3 ",
+        "SAGEMAKER_MODEL_SERVER_TIMEOUT": "120",
+        "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT": "text/csv",
+        "SAGEMAKER_MAX_PAYLOAD_IN_MB": "100",
+        "SAGEMAKER_PROGRAM": "serve.py",
+        "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/code",
+        "SAGEMAKER_BATCH": "True",
+        "SAGEMAKER_BATCH_STRATEGY": "SINGLE_RECORD",
+        "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS": "4",
+        "SAGEMAKER_MULTI_MODEL": "true",
+        "SM_MODEL_DIR": "/tmp/model",
+        "SMKIT_WORKER_USER": "model-server",
+        "SMKIT_LOG_LEVEL": "debug",
+    }
+    settings = Settings.from_env(env)
+    assert settings.port == 9001
+    assert settings.safe_port_range == (29000, 29999)
+    assert settings.workers == 3
+    assert settings.timeout_s == 120
+    assert settings.default_accept == "text/csv"
+    assert settings.max_payload_mb == 100.0
+    assert settings.max_payload_bytes == 100 * 1024 * 1024
+    assert settings.program == "serve.py"
+    assert settings.submit_directory == Path("/opt/ml/code")
+    assert settings.batch is True
+    assert settings.batch_strategy == "SINGLE_RECORD"
+    assert settings.max_concurrent_transforms == 4
+    assert settings.multi_model is True
+    assert settings.model_dir == Path("/tmp/model")
+    assert settings.worker_user == "model-server"
+    assert settings.log_level == "DEBUG"
+
+
+def test_reads_os_environ_when_no_mapping_is_given(monkeypatch):
+    monkeypatch.setenv("SAGEMAKER_BIND_TO_PORT", "8123")
+    monkeypatch.setenv("SAGEMAKER_MODEL_SERVER_WORKERS", "5")
+    settings = Settings.from_env()
+    assert (settings.port, settings.workers) == (8123, 5)
+
+
+def test_fractional_payload_limit():
+    settings = Settings.from_env({"SAGEMAKER_MAX_PAYLOAD_IN_MB": "0.5"})
+    assert settings.max_payload_bytes == 512 * 1024
+
+
+@pytest.mark.parametrize("raw", ["true", "TRUE", "1", "yes", " True "])
+def test_true_booleans(raw):
+    assert Settings.from_env({"SAGEMAKER_BATCH": raw, "SAGEMAKER_MULTI_MODEL": raw}).batch is True
+    assert Settings.from_env({"SAGEMAKER_MULTI_MODEL": raw}).multi_model is True
+
+
+@pytest.mark.parametrize("raw", ["false", "False", "0", "no", ""])
+def test_false_booleans(raw):
+    assert Settings.from_env({"SAGEMAKER_BATCH": raw}).batch is False
+    assert Settings.from_env({"SAGEMAKER_MULTI_MODEL": raw}).multi_model is False
+
+
+def test_zero_concurrent_transforms_means_unset():
+    assert Settings.from_env({"SAGEMAKER_MAX_CONCURRENT_TRANSFORMS": "0"}).max_concurrent_transforms is None
+
+
+def test_batch_strategy_is_normalised():
+    assert Settings.from_env({"SAGEMAKER_BATCH_STRATEGY": "single_record"}).batch_strategy == "SINGLE_RECORD"
+
+
+def test_file_url_submit_directory_is_a_local_path():
+    settings = Settings.from_env({"SAGEMAKER_SUBMIT_DIRECTORY": "file:///opt/ml/model/code"})
+    assert settings.submit_directory == Path("/opt/ml/model/code")
+
+
+def test_s3_submit_directory_is_ignored():
+    settings = Settings.from_env({"SAGEMAKER_SUBMIT_DIRECTORY": "s3://bucket/code/sourcedir.tar.gz"})
+    assert settings.submit_directory is None
+
+
+@pytest.mark.parametrize(("name", "value", "message"), [
+    ("SAGEMAKER_BIND_TO_PORT", "http", "not an integer"),
+    ("SAGEMAKER_BIND_TO_PORT", "0", ">= 1"),
+    ("SAGEMAKER_BIND_TO_PORT", "65536", "not a valid port"),
+    ("SAGEMAKER_BIND_TO_PORT", "80.5", "not an integer"),
+    ("SAGEMAKER_MODEL_SERVER_WORKERS", "0", ">= 1"),
+    ("SAGEMAKER_MODEL_SERVER_WORKERS", "-2", ">= 1"),
+    ("SAGEMAKER_MODEL_SERVER_WORKERS", "four", "not an integer"),
+    ("SAGEMAKER_MODEL_SERVER_TIMEOUT", "0", ">= 1"),
+    ("SAGEMAKER_MODEL_SERVER_TIMEOUT", "1m", "not an integer"),
+    ("SAGEMAKER_MAX_PAYLOAD_IN_MB", "0", "> 0"),
+    ("SAGEMAKER_MAX_PAYLOAD_IN_MB", "-6", "> 0"),
+    ("SAGEMAKER_MAX_PAYLOAD_IN_MB", "6MB", "not a number"),
+    ("SAGEMAKER_MAX_PAYLOAD_IN_MB", "nan", "> 0"),
+    ("SAGEMAKER_MAX_PAYLOAD_IN_MB", "inf", "finite"),
+    ("SAGEMAKER_MAX_CONCURRENT_TRANSFORMS", "-1", ">= 0"),
+    ("SAGEMAKER_MAX_CONCURRENT_TRANSFORMS", "many", "not an integer"),
+    ("SAGEMAKER_BATCH", "maybe", "not a boolean"),
+    ("SAGEMAKER_MULTI_MODEL", "enabled", "not a boolean"),
+    ("SAGEMAKER_SAFE_PORT_RANGE", "29000", "LOW-HIGH"),
+    ("SAGEMAKER_SAFE_PORT_RANGE", "a-b", "LOW-HIGH"),
+    ("SAGEMAKER_SAFE_PORT_RANGE", "1-2-3", "LOW-HIGH"),
+    ("SAGEMAKER_SAFE_PORT_RANGE", "30000-29000", "not a valid port range"),
+    ("SAGEMAKER_SAFE_PORT_RANGE", "0-100", "not a valid port range"),
+    ("SAGEMAKER_SAFE_PORT_RANGE", "100-70000", "not a valid port range"),
+    ("SAGEMAKER_BATCH_STRATEGY", "EVERYTHING", "MULTI_RECORD or SINGLE_RECORD"),
+])
+def test_invalid_values_name_the_variable(name, value, message):
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({name: value})
+    assert name in str(caught.value)
+    assert message in str(caught.value)
+    assert isinstance(caught.value, ValueError)
+
+
+def test_port_boundaries_are_accepted():
+    assert Settings.from_env({"SAGEMAKER_BIND_TO_PORT": "1"}).port == 1
+    assert Settings.from_env({"SAGEMAKER_BIND_TO_PORT": "65535"}).port == 65535
+    assert Settings.from_env({"SAGEMAKER_SAFE_PORT_RANGE": "1-65535"}).safe_port_range == (1, 65535)
+    assert Settings.from_env({"SAGEMAKER_SAFE_PORT_RANGE": " 29000 - 29000 "}).safe_port_range == (29000, 29000)
+
+
+def test_log_level_is_validated():
+    assert Settings.from_env({"SMKIT_LOG_LEVEL": "debug"}).log_level == "DEBUG"
+    with pytest.raises(SettingsError, match="SMKIT_LOG_LEVEL"):
+        Settings.from_env({"SMKIT_LOG_LEVEL": "chatty"})
