@@ -1,0 +1,1 @@
+"""The XGBoost container: SageMaker XGBoost's training and serving contract on serving_common."""

@@ -1,0 +1,191 @@
+"""Training data of a channel -> features and labels, by content type: CSV, LIBSVM, Parquet (gzip too).
+
+CSV is SageMaker XGBoost's layout: label in the first column, no header (what the preprocess
+container's batch transform writes). LIBSVM: ``label index:value ...`` per line (indices from 0 or 1, as
+written). Parquet: the first column is the label.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse
+
+from serving_common.content_types import CSV, LIBSVM, parse
+from serving_common.training.environment import Channel
+from serving_common.training.harness import TrainingError
+
+log = logging.getLogger("xgboost_container")
+
+PARQUET = "application/x-parquet"
+_BY_SUFFIX = {".csv": CSV, ".libsvm": LIBSVM, ".svm": LIBSVM, ".parquet": PARQUET}
+
+
+@dataclass
+class Dataset:
+    features: np.ndarray | scipy.sparse.csr_matrix
+    labels: np.ndarray
+
+    @property
+    def rows(self) -> int:
+        return self.labels.shape[0]
+
+    @property
+    def columns(self) -> int:
+        return self.features.shape[1]
+
+
+def data_files(channel: Channel) -> list[Path]:
+    """The channel's data files, sorted; markers (_SUCCESS, .crc, hidden files) are skipped."""
+    files = []
+    for path in channel.files():
+        relative = path.relative_to(channel.path)
+        if any(part.startswith((".", "_")) for part in relative.parts) or path.suffix == ".crc":
+            continue
+        files.append(path)
+    return files
+
+
+def content_type_of(channel: Channel, path: Path) -> str:
+    """The channel's ContentType (inputdataconfig.json), else the file's suffix, else CSV."""
+    if channel.content_type:
+        essence = parse(channel.content_type).essence
+        return {"application/x-libsvm": LIBSVM, "application/parquet": PARQUET}.get(essence, essence)
+    suffixes = [s for s in path.suffixes if s != ".gz"]
+    return _BY_SUFFIX.get(suffixes[-1] if suffixes else "", CSV)
+
+
+def _text(path: Path) -> str:
+    raw = gzip.open(path).read() if path.suffix == ".gz" else path.read_bytes()
+    try:
+        return raw.decode()
+    except UnicodeDecodeError as exc:
+        raise TrainingError(f"{path.name}: not UTF-8 text (byte {exc.start})") from None
+
+
+def _read_csv(path: Path) -> Dataset:
+    text = _text(path)
+    try:  # numpy's C parser first; the csv module (missing cells, precise errors) only when it refuses
+        table = np.loadtxt(io.StringIO(text), delimiter=",", ndmin=2, dtype=np.float64)
+    except ValueError:
+        table = _read_csv_slowly(path, text)
+    if table.size == 0:
+        return Dataset(np.zeros((0, 0)), np.zeros(0))
+    if table.shape[1] < 2:
+        raise TrainingError(f"{path.name}: CSV needs the label and at least one feature per line")
+    return Dataset(table[:, 1:], table[:, 0])
+
+
+def _read_csv_slowly(path: Path, text: str) -> np.ndarray:
+    rows = []
+    width = None
+    for number, row in enumerate(csv.reader(io.StringIO(text)), start=1):
+        if not row or not "".join(row).strip():
+            continue
+        if width is None:
+            width = len(row)
+        elif len(row) != width:
+            raise TrainingError(f"{path.name}, line {number}: {len(row)} columns, the first line has {width}")
+        try:
+            rows.append([float(cell) if cell.strip() else np.nan for cell in row])
+        except ValueError:
+            bad = next(cell for cell in row if cell.strip() and not _is_float(cell))
+            raise TrainingError(f"{path.name}, line {number}: {bad[:40]!r} is not a number "
+                                "(CSV training data has no header: label first, then features)") from None
+    return np.array(rows, dtype=np.float64).reshape(len(rows), width or 0)
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _read_libsvm(path: Path) -> Dataset:
+    labels, indptr, indices, values = [], [0], [], []
+    for number, line in enumerate(_text(path).splitlines(), start=1):
+        parts = line.split("#", 1)[0].split()
+        if not parts:
+            continue
+        try:
+            labels.append(float(parts[0]))
+            for item in parts[1:]:
+                index, value = item.split(":", 1)
+                indices.append(int(index))
+                values.append(float(value))
+        except ValueError:
+            raise TrainingError(f"{path.name}, line {number}: not LIBSVM ('label index:value ...')") from None
+        indptr.append(len(indices))
+    if any(i < 0 for i in indices):
+        raise TrainingError(f"{path.name}: negative feature index")
+    width = max(indices) + 1 if indices else 0
+    matrix = scipy.sparse.csr_matrix((values, indices, indptr), shape=(len(labels), width), dtype=np.float64)
+    return Dataset(matrix, np.array(labels, dtype=np.float64))
+
+
+def _read_parquet(path: Path) -> Dataset:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise TrainingError(f"{path.name}: Parquet needs pyarrow, which this image was built without "
+                            "(build it with the parquet extra; see containers/xgboost/README)") from None
+    table = pq.read_table(path)
+    if table.num_columns < 2:
+        raise TrainingError(f"{path.name}: Parquet needs the label column and at least one feature")
+    columns = [np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64) for column in table.columns]
+    return Dataset(np.column_stack(columns[1:]), columns[0])
+
+
+_READERS = {CSV: _read_csv, LIBSVM: _read_libsvm, PARQUET: _read_parquet}
+
+
+def _stack(parts: Sequence[Dataset]) -> Dataset:
+    parts = [part for part in parts if part.rows]
+    if not parts:
+        return Dataset(np.zeros((0, 0)), np.zeros(0))
+    width = max(part.columns for part in parts)
+    if any(isinstance(part.features, scipy.sparse.spmatrix) for part in parts):
+        matrices = [scipy.sparse.csr_matrix(part.features) for part in parts]
+        matrices = [m if m.shape[1] == width else scipy.sparse.hstack(
+            [m, scipy.sparse.csr_matrix((m.shape[0], width - m.shape[1]))]).tocsr() for m in matrices]
+        features = scipy.sparse.vstack(matrices).tocsr()
+    else:
+        widths = {part.columns for part in parts}
+        if len(widths) > 1:
+            raise TrainingError(f"files of the channel have different numbers of features: {sorted(widths)}")
+        features = np.vstack([part.features for part in parts])
+    return Dataset(features, np.concatenate([part.labels for part in parts]))
+
+
+def load_channel(channel: Channel, rank: int = 0, hosts: int = 1) -> Dataset:
+    """The channel's data as seen by host ``rank`` of ``hosts``.
+
+    FullyReplicated channels (every host has every file) are shared out by file, round-robin by rank;
+    ShardedByS3Key channels already hold this host's share and are read whole.
+    """
+    files = data_files(channel)
+    if hosts > 1 and channel.distribution == "FullyReplicated":
+        files = files[rank::hosts]
+    parts = []
+    for path in files:
+        kind = content_type_of(channel, path)
+        reader = _READERS.get(kind)
+        if reader is None:
+            raise TrainingError(f"channel {channel.name}: content type {kind!r} is not supported "
+                                f"(use {', '.join(_READERS)})")
+        parts.append(reader(path))
+    data = _stack(parts)
+    if data.rows and not np.isfinite(data.labels).all():
+        raise TrainingError(f"channel {channel.name}: labels must be finite numbers (missing label?)")
+    log.info("channel %s: %d rows, %d features from %d files (host %d of %d)", channel.name, data.rows,
+             data.columns, len(files), rank + 1, hosts)
+    return data

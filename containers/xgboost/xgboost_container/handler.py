@@ -1,0 +1,108 @@
+"""Serving for the XGBoost image: feature rows in, scores out, through ``inplace_predict`` on numpy."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse
+import xgboost
+
+from serving_common import encoders
+from serving_common.arrays import to_matrix
+from serving_common.content_types import CSV, JSON, JSONLINES, LIBSVM, NPY, MediaType
+from serving_common.errors import BadRequest
+from serving_common.handler import Handler, RequestContext
+from serving_common.settings import MODEL_SERVER_WORKERS
+
+from .train import META_FILE, MODEL_FILE, load_booster
+
+log = logging.getLogger("xgboost_container")
+
+
+class Model:
+    """A loaded booster and what serving needs to know about it."""
+
+    def __init__(self, booster: xgboost.Booster, num_features: int, objective: str | None) -> None:
+        self.booster = booster
+        self.num_features = num_features
+        self.objective = objective
+
+
+def threads_per_worker() -> int:
+    """Workers share the CPUs: each gets its share, so they never fight over cores."""
+    workers = int(os.environ.get(MODEL_SERVER_WORKERS) or os.cpu_count() or 1)
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
+def _libsvm(body: bytes, media: MediaType) -> scipy.sparse.csr_matrix:
+    indptr, indices, values = [0], [], []
+    lines = [line for line in body.decode(media.text_codec()).splitlines() if line.strip()]
+    for number, line in enumerate(lines):
+        parts = line.split()
+        # A leading label (training format) is allowed and ignored.
+        if parts and ":" not in parts[0]:
+            parts = parts[1:]
+        try:
+            for item in parts:
+                index, value = item.split(":", 1)
+                indices.append(int(index))
+                values.append(float(value))
+        except ValueError:
+            raise BadRequest(f"row {number}: not LIBSVM ('index:value ...')") from None
+        indptr.append(len(indices))
+    if not lines:
+        raise BadRequest("no rows in the request")
+    if indices and min(indices) < 0:
+        raise BadRequest("negative feature index")
+    values_array = np.array(values, dtype=np.float64)
+    if np.isinf(values_array).any():
+        raise BadRequest("LIBSVM values must be finite")
+    width = max(indices) + 1 if indices else 0
+    return scipy.sparse.csr_matrix((values_array, indices, indptr), shape=(len(lines), width))
+
+
+class XGBoostHandler(Handler):
+    content_types = (CSV, LIBSVM, JSON, JSONLINES, NPY)
+    accepts = (CSV, JSON, JSONLINES, NPY)
+    default_accept = CSV
+
+    def load(self, model_dir: Path) -> Model:
+        path = model_dir / MODEL_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found: {model_dir} does not hold an XGBoost model")
+        booster = load_booster(path)
+        booster.set_param({"nthread": threads_per_worker()})
+        meta_path = model_dir / META_FILE
+        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+        return Model(booster, booster.num_features(), meta.get("objective"))
+
+    def decode(self, body: bytes, media_type: MediaType, context: RequestContext) -> Any:
+        if media_type.essence == LIBSVM:
+            return _libsvm(body, media_type)
+        return to_matrix(super().decode(body, media_type, context), media_type.essence)
+
+    def predict(self, model: Model, data: Any, context: RequestContext) -> np.ndarray:
+        columns = data.shape[1]
+        if isinstance(data, scipy.sparse.csr_matrix):
+            if columns > model.num_features:
+                raise BadRequest(f"feature index {columns - 1} is out of range: the model has "
+                                 f"{model.num_features} features")
+            data = scipy.sparse.csr_matrix(data, shape=(data.shape[0], model.num_features))
+        elif columns != model.num_features:
+            raise BadRequest(f"expected {model.num_features} features per row, received {columns}")
+        scores = model.booster.inplace_predict(data, validate_features=False)
+        encoders.check_finite(scores)
+        return scores
+
+    def encode(self, prediction: np.ndarray, accept: str, context: RequestContext) -> bytes:
+        # SageMaker XGBoost's JSON shapes: {"predictions": [{"score": s}, ...]}, one {"score": s} per line.
+        if accept == JSON:
+            return encoders.encode_json({"predictions": [{"score": score} for score in prediction.tolist()]})
+        if accept == JSONLINES:
+            return b"\n".join(encoders.encode_json({"score": score}) for score in prediction.tolist())
+        return encoders.encode(prediction, accept)

@@ -1,0 +1,137 @@
+"""``train`` for the XGBoost image: one model from one or many hosts, with checkpoints and early stopping."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import xgboost
+
+from serving_common.training.harness import TrainingError, TrainingJob
+
+from .data import Dataset, load_channel
+from .distributed import barrier, collective_group
+from .hyperparameters import booster_params
+
+log = logging.getLogger("xgboost_container")
+
+MODEL_FILE = "xgboost-model"  # the name SageMaker's own XGBoost uses
+META_FILE = "xgboost-meta.json"
+CHECKPOINT_PREFIX = "xgboost-checkpoint."
+FEATURES_CHANNEL = "features"  # optional: the preprocess model's features.json
+
+
+class Checkpoints(xgboost.callback.TrainingCallback):
+    """Saves the booster every ``every`` rounds (leader only); keeps the two newest checkpoints."""
+
+    def __init__(self, directory: Path, every: int, write: bool) -> None:
+        self.directory = directory
+        self.every = every
+        self.write = write
+
+    def after_iteration(self, model: xgboost.Booster, epoch: int, evals_log: Any) -> bool:
+        rounds = model.num_boosted_rounds()
+        if self.write and rounds % self.every == 0:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            target = self.directory / f"{CHECKPOINT_PREFIX}{rounds}"
+            temporary = self.directory / f".{target.name}.ubj"  # the suffix picks XGBoost's binary format
+            model.save_model(temporary)
+            os.replace(temporary, target)  # atomic: a job killed mid-write never leaves a torn checkpoint
+            for old in sorted(_checkpoints(self.directory))[:-2]:
+                old[1].unlink(missing_ok=True)
+        return False
+
+
+def _checkpoints(directory: Path) -> list[tuple[int, Path]]:
+    found = []
+    for path in directory.glob(f"{CHECKPOINT_PREFIX}*"):
+        suffix = path.name[len(CHECKPOINT_PREFIX):]
+        if suffix.isdigit():
+            found.append((int(suffix), path))
+    return found
+
+
+def load_booster(path: Path) -> xgboost.Booster:
+    """Load a model file whatever its name (from bytes: XGBoost detects the format without a suffix)."""
+    booster = xgboost.Booster()
+    booster.load_model(bytearray(path.read_bytes()))
+    return booster
+
+
+def latest_checkpoint(directory: Path) -> xgboost.Booster | None:
+    """The newest readable checkpoint (a torn newest one is skipped with a warning)."""
+    for rounds, path in sorted(_checkpoints(directory), reverse=True):
+        try:
+            booster = load_booster(path)
+        except xgboost.core.XGBoostError as exc:
+            log.warning("skipping unreadable checkpoint %s: %s", path.name, exc)
+            continue
+        log.info("resuming from checkpoint %s (%d rounds done)", path.name, rounds)
+        return booster
+    return None
+
+
+def _features_fingerprint(job: TrainingJob) -> str | None:
+    channel = job.env.channels.get(FEATURES_CHANNEL)
+    if channel is None:
+        return None
+    files = [p for p in channel.files() if p.name == "features.json"]
+    if not files:
+        raise TrainingError("the features channel holds no features.json (the preprocess model's description)")
+    try:
+        return json.loads(files[0].read_text())["fingerprint"]
+    except (ValueError, KeyError) as exc:
+        raise TrainingError(f"features.json of the features channel is unreadable: {exc}") from None
+
+
+def _dmatrix(data: Dataset, name: str, expected_columns: int | None) -> xgboost.DMatrix:
+    if expected_columns is not None and data.rows and data.columns != expected_columns:
+        raise TrainingError(f"the {name} channel has {data.columns} features, the train channel "
+                            f"{expected_columns}")
+    return xgboost.DMatrix(data.features, label=data.labels, missing=float("nan"))
+
+
+def train(job: TrainingJob) -> None:
+    env, hp = job.env, job.hyperparameters
+    try:
+        params = booster_params(hp)
+    except ValueError as exc:
+        raise TrainingError(str(exc)) from None
+    params.setdefault("nthread", env.num_cpus)
+    fingerprint = _features_fingerprint(job)
+    rank, hosts = env.host_rank, len(env.hosts)
+    with collective_group(env):
+        train_data = load_channel(env.channel("train"), rank, hosts)
+        if hosts == 1 and not train_data.rows:
+            raise TrainingError("the train channel holds no rows")
+        dtrain = _dmatrix(train_data, "train", None)
+        evals = [(dtrain, "train")]
+        if "validation" in env.channels:
+            evals.append((_dmatrix(load_channel(env.channel("validation"), rank, hosts), "validation",
+                                   train_data.columns), "validation"))
+        if hp["early_stopping_rounds"] and len(evals) < 2:
+            raise TrainingError("early_stopping_rounds needs a validation channel")
+
+        resumed = latest_checkpoint(job.checkpoint_dir)
+        done = resumed.num_boosted_rounds() if resumed is not None else 0
+        booster = xgboost.train(
+            params, dtrain, num_boost_round=max(hp["num_round"] - done, 0), evals=evals,
+            early_stopping_rounds=hp["early_stopping_rounds"], xgb_model=resumed, verbose_eval=True,
+            callbacks=[Checkpoints(job.checkpoint_dir, hp["checkpoint_frequency"], env.is_leader)],
+        )
+        best = booster.best_iteration if hp["early_stopping_rounds"] and booster.attr("best_iteration") else None
+        if best is not None and best + 1 < booster.num_boosted_rounds():
+            log.info("early stopping: keeping the best %d of %d rounds", best + 1, booster.num_boosted_rounds())
+            booster = booster[: best + 1]
+        if env.is_leader:
+            booster.save_model(str(job.model_dir / (MODEL_FILE + ".ubj")))
+            os.replace(job.model_dir / (MODEL_FILE + ".ubj"), job.model_dir / MODEL_FILE)
+            meta = {"num_features": booster.num_features(), "objective": params["objective"],
+                    "num_class": hp["num_class"], "rounds": booster.num_boosted_rounds(),
+                    "features_fingerprint": fingerprint}
+            (job.model_dir / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+            log.info("saved %s (%d rounds, %d features)", MODEL_FILE, meta["rounds"], meta["num_features"])
+        barrier()  # no host leaves before the leader has saved the model

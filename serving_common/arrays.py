@@ -1,0 +1,86 @@
+"""Decoded request data -> a 2-D float matrix, for containers whose models take numeric features.
+
+The accepted shapes (see docs/formats.md): CSV rows; JSON ``[1, 2]`` (one row), ``[[1, 2], ...]`` or
+``{"instances": [...]}``; JSON Lines of rows; NPY 1-D or 2-D. Missing values (empty CSV cell, ``nan``,
+JSON ``null``) become NaN, which tree models treat as missing; infinity is a 400.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from .content_types import CSV, JSON, JSONLINES, NPY
+from .errors import BadRequest
+
+_NAN = float("nan")
+
+
+def _cell(value: Any, row: int, column: int) -> float:
+    if value is None or value == "":
+        return _NAN
+    if type(value) is bool:
+        raise BadRequest(f"row {row}, column {column}: {value!r} is not a number")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise BadRequest(f"row {row}, column {column}: {value!r} is not a number") from None
+    if math.isinf(number):
+        raise BadRequest(f"row {row}, column {column}: {value!r} is not finite")
+    return number
+
+
+def _rows(rows: list[Any]) -> np.ndarray:
+    if not rows:
+        raise BadRequest("no rows in the request")
+    width = None
+    matrix = []
+    for index, row in enumerate(rows):
+        if not isinstance(row, list | tuple):
+            raise BadRequest(f"row {index} is not a list of numbers but {type(row).__name__}")
+        if width is None:
+            width = len(row)
+        elif len(row) != width:
+            raise BadRequest(f"row {index} has {len(row)} values; row 0 has {width}")
+        matrix.append([_cell(value, index, column) for column, value in enumerate(row)])
+    if not width:
+        raise BadRequest("rows have no values")
+    return np.array(matrix, dtype=np.float64)
+
+
+def _json_rows(data: Any) -> list[Any]:
+    if isinstance(data, dict):
+        if set(data) != {"instances"}:
+            raise BadRequest('expected a list of rows or {"instances": [...]}')
+        data = data["instances"]
+    if isinstance(data, list) and data and not isinstance(data[0], list | tuple | dict):
+        return [data]  # a single row
+    if not isinstance(data, list):
+        raise BadRequest(f"expected a list of rows, got {type(data).__name__}")
+    return data
+
+
+def to_matrix(data: Any, content_type: str) -> np.ndarray:
+    """The decoded body of ``content_type`` as a (rows, features) float64 matrix; 400 for anything else."""
+    if content_type == NPY:
+        array = np.asarray(data)
+        if array.dtype.kind not in "biuf":
+            raise BadRequest(f"the NPY array must be numeric, not {array.dtype}")
+        if array.ndim == 1:
+            array = array[None, :]
+        if array.ndim != 2 or array.shape[0] == 0 or array.shape[1] == 0:
+            raise BadRequest(f"the NPY array must be 1-D or 2-D and not empty, got shape {array.shape}")
+        array = array.astype(np.float64, copy=False)
+        if np.isinf(array).any():
+            row, column = np.argwhere(np.isinf(array))[0]
+            raise BadRequest(f"row {row}, column {column}: not finite")
+        return array
+    if content_type == CSV:
+        return _rows(data)
+    if content_type == JSON:
+        return _rows(_json_rows(data))
+    if content_type == JSONLINES:
+        return _rows([row["instances"] if isinstance(row, dict) and "instances" in row else row for row in data])
+    raise BadRequest(f"{content_type} cannot be read as a matrix")
