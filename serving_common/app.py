@@ -3,7 +3,8 @@
 Routes: ``GET /ping``, ``POST /invocations``, ``GET /execution-parameters``. The model is loaded in
 each worker at start-up (ASGI lifespan); a load failure fails the worker's boot, which stops the
 container with a non-zero exit instead of answering pings. Predictions run on one thread per worker so
-that the event loop keeps answering ``/ping`` while every worker is busy.
+that the event loop keeps answering ``/ping`` while every worker is busy. Multi-model endpoints
+(``serving_common.multi_model``) extend this app with the ``/models`` routes.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import signal
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -33,12 +35,27 @@ Scope = dict[str, Any]
 Receive = Callable[[], Any]
 Send = Callable[[dict[str, Any]], Any]
 
+#: SageMaker's multi-model data plane names the model of an ``/invocations`` request in this header.
+TARGET_MODEL = b"x-amzn-sagemaker-target-model"
+
 
 def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
     for key, value in headers:
         if key == name:
             return value.decode("latin-1")
     return None
+
+
+def build_service(handler_factory: Callable[[], Handler], settings: Settings, model_dir: Path,
+                  module_name: str | None = None) -> Service:
+    """A fresh handler (with any user script) and the model it loads from ``model_dir``."""
+    handler = with_user_script(handler_factory(), settings, model_dir, module_name)
+    service = Service(handler, None, settings.default_accept)
+    if handler.accepts is not None and service.default_accept not in handler.accepts:
+        raise ValueError(f"SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT={settings.default_accept!r} cannot be produced "
+                         f"by this container; it answers in: {', '.join(handler.accepts)}")
+    service.model = handler.load(model_dir)
+    return service
 
 
 class InferenceApp:
@@ -56,31 +73,36 @@ class InferenceApp:
     def load(self) -> None:
         """Load the model (with any user script): called once per worker before it serves."""
         started = time.perf_counter()
-        settings = self.settings
-        handler = with_user_script(self.handler_factory(), settings, settings.model_dir)
-        service = Service(handler, None, settings.default_accept)
-        if handler.accepts is not None and service.default_accept not in handler.accepts:
-            raise ValueError(f"SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT={settings.default_accept!r} cannot be produced "
-                             f"by this container; it answers in: {', '.join(handler.accepts)}")
-        service.model = handler.load(settings.model_dir)
-        self.service = service
-        log.info("model loaded from %s in %.0f ms", settings.model_dir, (time.perf_counter() - started) * 1e3)
+        self.service = build_service(self.handler_factory, self.settings, self.settings.model_dir)
+        log.info("model loaded from %s in %.0f ms", self.settings.model_dir, (time.perf_counter() - started) * 1e3)
+
+    @property
+    def ready(self) -> bool:
+        """Whether ``/ping`` answers 200."""
+        return self.service is not None
+
+    async def startup(self) -> None:
+        self.load()
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix="predict")
+
+    async def shutdown(self) -> None:
+        if self.executor:
+            self.executor.shutdown(wait=True)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                self._prefix = f"{os.getpid():x}-"  # this worker's pid: the app was built before gunicorn forked
                 try:
-                    self.load()
-                    self.executor = ThreadPoolExecutor(1, thread_name_prefix="predict")
+                    await self.startup()
                 except Exception as exc:
                     log.error("MODEL LOAD FAILED: %s: %s", type(exc).__name__, exc)
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                if self.executor:
-                    self.executor.shutdown(wait=True)
+                await self.shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -98,14 +120,18 @@ class InferenceApp:
             if method != "POST":
                 await _send(send, error_response(MethodNotAllowed("use POST /invocations")))
                 return
-            await self._invocations(scope, receive, send)
+            await self._invocations(scope, receive, send, _header(scope["headers"], TARGET_MODEL))
         elif path == "/ping":
-            await _send(send, Response(200, b"", "text/plain") if self.service
+            await _send(send, Response(200, b"", "text/plain") if self.ready
                         else error_response(ServiceUnavailable("the model is not loaded")))
         elif path == "/execution-parameters":
             await _send(send, Response(200, self._execution_parameters(), "application/json"))
-        else:
+        elif not await self._route(scope, receive, send):
             await _send(send, error_response(NotFound(f"no route {method} {path}")))
+
+    async def _route(self, scope: Scope, receive: Receive, send: Send) -> bool:
+        """Routes beyond the single-model ones (multi-model endpoints); False: no such route."""
+        return False
 
     def _execution_parameters(self) -> bytes:
         settings = self.settings
@@ -122,7 +148,8 @@ class InferenceApp:
         self._counter += 1
         return f"{self._prefix}{self._counter:x}"
 
-    async def _invocations(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _invocations(self, scope: Scope, receive: Receive, send: Send, model: str | None = None) -> None:
+        """Answer an invocation; ``model`` names the model on a multi-model endpoint (ignored otherwise)."""
         started = time.perf_counter()
         headers = scope["headers"]
         request_id = self._request_id(headers)
@@ -142,15 +169,21 @@ class InferenceApp:
                 request_id=request_id,
                 custom_attributes=_header(headers, b"x-amzn-sagemaker-custom-attributes"),
             )
-            response = await self._run(request)
+            response = await self._invoke(request, model)
         await _send(send, response, request_id)
-        access_log.info("invocation id=%s status=%d ms=%.3f in=%d out=%d", request_id, response.status,
+        access_log.info("invocation id=%s%s status=%d ms=%.3f in=%d out=%d", request_id,
+                        f" model={model}" if model is not None else "", response.status,
                         (time.perf_counter() - started) * 1e3, len(body), len(response.body))
 
-    async def _run(self, request: Request) -> Response:
-        assert self.service is not None and self.executor is not None
+    async def _invoke(self, request: Request, model: str | None) -> Response:
+        assert self.service is not None
+        return await self._run(self.service.invoke, request)
+
+    async def _run(self, call: Callable[[Request], Response], request: Request) -> Response:
+        """``call(request)`` on the prediction thread, within the per-request time limit."""
+        assert self.executor is not None
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self.executor, self.service.invoke, request)
+        future = loop.run_in_executor(self.executor, call, request)
         try:
             return await asyncio.wait_for(future, self.settings.timeout_s)
         except TimeoutError:

@@ -19,6 +19,8 @@ class Container:
     handler_factory: Callable[[], Handler]
     train_fn: TrainFn | None = None
     hyperparameters: Sequence[Hyperparameter] = ()
+    #: serves multi-model endpoints (SAGEMAKER_MULTI_MODEL=true); other containers refuse to start so.
+    multi_model: bool = False
 
 
 USAGE = "usage: {name} serve | train | hyperparameters"
@@ -30,7 +32,7 @@ def main(container: Container, argv: Sequence[str] | None = None) -> int:
     if command == "serve":
         from .server import serve  # imported here: training needs none of the HTTP stack
 
-        serve(container.handler_factory)
+        serve(container.handler_factory, multi_model=container.multi_model)
         return 0
     if command == "train":
         if container.train_fn is None:

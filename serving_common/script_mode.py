@@ -36,8 +36,13 @@ def find_script(settings: Settings, model_dir: Path) -> Path | None:
     return None
 
 
-def import_script(path: Path) -> ModuleType:
-    """Import the user script with its directory on ``sys.path`` (so it can import its siblings)."""
+def import_script(path: Path, module_name: str | None = None) -> ModuleType:
+    """Import the user script with its directory on ``sys.path`` (so it can import its siblings).
+
+    ``module_name`` (multi-model endpoints: one script per model) imports it under that unique name
+    instead of ``inference`` and then forgets the sibling modules it imported from its folder, so that
+    the next model's script imports its own ``helpers.py`` rather than reusing this one's.
+    """
     requirements = path.parent / "requirements.txt"
     if requirements.exists():
         log.warning(
@@ -45,7 +50,8 @@ def import_script(path: Path) -> ModuleType:
             "start-up would fail or slow every start. Put these dependencies in the image instead.",
             requirements)
     sys.path.insert(0, str(path.parent))
-    spec = importlib.util.spec_from_file_location(path.stem, path)
+    before = set(sys.modules) if module_name else set()
+    spec = importlib.util.spec_from_file_location(module_name or path.stem, path)
     if spec is None or spec.loader is None:
         raise ScriptError(f"cannot import {path}")
     module = importlib.util.module_from_spec(spec)
@@ -63,7 +69,30 @@ def import_script(path: Path) -> ModuleType:
     if hasattr(module, "transform_fn") and any(
             hasattr(module, name) for name in ("input_fn", "predict_fn", "output_fn")):
         raise ScriptError(f"{path} defines transform_fn and input_fn/predict_fn/output_fn: keep one or the other")
+    if module_name:
+        _forget_siblings(path.parent, before | {module_name})
     return module
+
+
+def _forget_siblings(folder: Path, keep: set[str]) -> None:
+    """Drop from ``sys.modules`` the modules just imported from ``folder`` (the script keeps its references)."""
+    prefix = str(folder.resolve()) + "/"
+    for name in [name for name in sys.modules if name not in keep]:
+        file = getattr(sys.modules[name], "__file__", None) or ""
+        if file and str(Path(file).resolve()).startswith(prefix):
+            del sys.modules[name]
+
+
+def release_script(handler: Handler) -> None:
+    """Undo ``import_script`` for a handler that is being dropped (multi-model unload)."""
+    module = getattr(handler, "module", None)
+    if not isinstance(handler, ScriptHandler) or module is None:
+        return
+    if sys.modules.get(module.__name__) is module:
+        del sys.modules[module.__name__]
+    folder = str(Path(module.__file__ or "").parent)
+    if folder in sys.path:
+        sys.path.remove(folder)
 
 
 def _takes_context(hook: Any) -> bool:
@@ -116,7 +145,7 @@ class ScriptHandler(Handler):
         return self.base.encode(prediction, accept, context)
 
 
-def with_user_script(base: Handler, settings: Settings, model_dir: Path) -> Handler:
+def with_user_script(base: Handler, settings: Settings, model_dir: Path, module_name: str | None = None) -> Handler:
     """``base``, or a ``ScriptHandler`` around it when a user script is present."""
     path = find_script(settings, model_dir)
-    return ScriptHandler(base, import_script(path)) if path else base
+    return ScriptHandler(base, import_script(path, module_name)) if path else base

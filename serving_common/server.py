@@ -11,8 +11,11 @@ from __future__ import annotations
 import logging
 import os
 import pwd
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -21,6 +24,7 @@ from uvicorn_worker import UvicornWorker
 from .app import InferenceApp
 from .handler import Handler
 from .logs import LOG_FORMAT, configure_logging
+from .multi_model import MultiModelApp
 from .settings import Settings
 
 log = logging.getLogger("serving_common")
@@ -40,6 +44,11 @@ class Worker(UvicornWorker):
         "server_header": False,
         "date_header": False,
     }
+
+    def load_wsgi(self) -> None:
+        super().load_wsgi()
+        if hasattr(self.wsgi, "heartbeat"):  # multi-model: a long start-up load must not look like a hang
+            self.wsgi.heartbeat = self.notify
 
 
 def worker_identity(settings: Settings) -> tuple[int, int] | None:
@@ -104,13 +113,40 @@ class ModelServer(BaseApplication):
         return self.application
 
 
-def serve(handler_factory: Callable[[], Handler], settings: Settings | None = None) -> None:
-    """Run the model server until SIGTERM. Exits non-zero if a worker cannot load the model."""
+def registry_dir(identity: tuple[int, int] | None) -> Path:
+    """A private folder for the multi-model registry, shared by the workers: on /dev/shm (the root is read-only)."""
+    base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else tempfile.gettempdir()
+    directory = Path(tempfile.mkdtemp(prefix="smkit-models-", dir=base))
+    if identity:
+        os.chown(directory, *identity)  # the workers write it once they stopped being root
+    return directory
+
+
+def serve(handler_factory: Callable[[], Handler], settings: Settings | None = None, *,
+          multi_model: bool = False) -> None:
+    """Run the model server until SIGTERM. Exits non-zero if a worker cannot load the model.
+
+    ``multi_model``: the container supports multi-model endpoints (``cli.Container.multi_model``); only
+    then does SAGEMAKER_MULTI_MODEL=true start the server empty, with the ``/models`` management API.
+    """
     settings = settings or Settings.from_env()
     configure_logging(settings.log_level)
-    if settings.multi_model:
+    if settings.multi_model and not multi_model:
         log.error("SAGEMAKER_MULTI_MODEL=true: this container does not support multi-model endpoints")
         sys.exit(2)
-    log.info("serving on port %d with %d workers (model dir %s)", settings.port, settings.workers,
-             settings.model_dir)
-    ModelServer(InferenceApp(handler_factory, settings), gunicorn_options(settings)).run()
+    options = gunicorn_options(settings)
+    if not settings.multi_model:
+        log.info("serving on port %d with %d workers (model dir %s)", settings.port, settings.workers,
+                 settings.model_dir)
+        ModelServer(InferenceApp(handler_factory, settings), options).run()
+        return
+    master = os.getpid()
+    state_dir = registry_dir(worker_identity(settings))
+    try:
+        app = MultiModelApp(handler_factory, settings, state_dir)
+        log.info("multi-model endpoint on port %d with %d workers (registry %s)", settings.port,
+                 settings.workers, state_dir)
+        ModelServer(app, options).run()
+    finally:
+        if os.getpid() == master:  # workers leave through here too (SystemExit): only the master cleans up
+            shutil.rmtree(state_dir, ignore_errors=True)

@@ -26,6 +26,9 @@ MODEL_DIR = "SM_MODEL_DIR"
 LOG_LEVEL = "SMKIT_LOG_LEVEL"
 # The unprivileged account that request-handling workers switch to (created in every image).
 WORKER_USER = "SMKIT_WORKER_USER"
+# Multi-model endpoints: memory the loaded models may take, all workers together (MB). Unset: a
+# fraction of the container's memory limit (serving_common.multi_model.memory_budget_bytes).
+MME_MEMORY_BUDGET_MB = "SMKIT_MME_MEMORY_BUDGET_MB"
 
 DEFAULT_PORT = 8080
 DEFAULT_TIMEOUT_S = 60
@@ -125,6 +128,7 @@ class Settings:
     models_dir: Path = Path("/opt/ml/models")
     worker_user: str | None = None
     log_level: str = "INFO"
+    mme_memory_budget_mb: float | None = None  # None: derived from the memory limit at start
 
     @property
     def max_payload_bytes(self) -> int:
@@ -154,4 +158,5 @@ class Settings:
             model_dir=Path(env.get(MODEL_DIR, "").strip() or "/opt/ml/model"),
             worker_user=env.get(WORKER_USER, "").strip() or None,
             log_level=_log_level(env),
+            mme_memory_budget_mb=_float(env, MME_MEMORY_BUDGET_MB, 0.0) or None,
         )

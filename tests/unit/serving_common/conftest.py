@@ -10,6 +10,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import numpy as np
 import orjson
@@ -140,9 +141,11 @@ class ASGIClient:
         async def send(message: dict[str, Any]) -> None:
             sent.append(message)
 
+        raw_path, _, query = path.partition("?")
         scope = {
             "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
-            "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
+            "scheme": "http", "path": unquote(raw_path), "raw_path": raw_path.encode(),
+            "query_string": query.encode(),
             "headers": [(name.lower().encode("latin-1"), value.encode("latin-1"))
                         for name, value in (headers or {}).items()],
         }

@@ -72,3 +72,13 @@ def test_serve_reads_the_environment(monkeypatch):
     with pytest.raises(SystemExit) as caught:
         main(CONTAINER, ["serve"])
     assert caught.value.code == 2
+
+
+def test_serve_passes_the_multi_model_opt_in(monkeypatch):
+    from serving_common import server
+
+    calls = []
+    monkeypatch.setattr(server, "serve", lambda factory, **options: calls.append((factory, options)))
+    assert main(CONTAINER, ["serve"]) == 0
+    assert main(Container(name="many", handler_factory=Handler, multi_model=True), ["serve"]) == 0
+    assert calls == [(Handler, {"multi_model": False}), (Handler, {"multi_model": True})]

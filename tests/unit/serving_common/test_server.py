@@ -5,12 +5,15 @@ from __future__ import annotations
 import logging
 import os
 import pwd
+import shutil
+from pathlib import Path
 
 import pytest
 
 from serving_common import server
 from serving_common.app import InferenceApp
 from serving_common.handler import Handler
+from serving_common.multi_model import MultiModelApp
 from serving_common.server import ModelServer, Worker, gunicorn_options, serve, worker_identity
 from serving_common.settings import Settings
 
@@ -84,3 +87,43 @@ def test_serve_refuses_multi_model():
     with pytest.raises(SystemExit) as caught:
         serve(Handler, Settings(multi_model=True))
     assert caught.value.code == 2
+
+
+def test_serve_multi_model_when_the_container_opted_in(monkeypatch):
+    ran = []
+
+    def run(self):
+        ran.append((self.application, self.application.registry.directory))
+        assert self.application.registry.directory.is_dir()
+
+    monkeypatch.setattr(ModelServer, "run", run)
+    serve(Handler, Settings(multi_model=True, workers=3, mme_memory_budget_mb=64), multi_model=True)
+    [(app, directory)] = ran
+    assert isinstance(app, MultiModelApp)
+    assert app.budget_bytes == 64 * 1024 * 1024
+    if os.access("/dev/shm", os.W_OK):
+        assert directory.parent == Path("/dev/shm")  # shared by the workers, writable on a read-only root
+    assert not directory.exists()  # the master removes the registry when the server stops
+
+
+def test_serve_single_model_in_a_container_that_could_serve_many(monkeypatch):
+    ran = []
+    monkeypatch.setattr(ModelServer, "run", lambda self: ran.append(self.application))
+    serve(Handler, Settings(multi_model=False), multi_model=True)
+    assert type(ran[0]) is InferenceApp
+
+
+def test_worker_process_leaving_serve_keeps_the_registry(monkeypatch):
+    directories = []
+
+    def run(self):  # a forked worker leaves gunicorn's run() with SystemExit in another process
+        directories.append(self.application.registry.directory)
+        monkeypatch.setattr(os, "getpid", lambda: -1)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(ModelServer, "run", run)
+    with pytest.raises(SystemExit):
+        serve(Handler, Settings(multi_model=True), multi_model=True)
+    monkeypatch.undo()
+    assert directories[0].is_dir()
+    shutil.rmtree(directories[0])
