@@ -63,15 +63,24 @@ def content_type_of(channel: Channel, path: Path) -> str:
 
 
 def _text(path: Path) -> str:
-    raw = gzip.open(path).read() if path.suffix == ".gz" else path.read_bytes()
+    if path.suffix == ".gz":
+        try:
+            with gzip.open(path) as stream:
+                raw = stream.read()
+        except (OSError, EOFError) as exc:  # gzip.BadGzipFile, a truncated stream
+            raise TrainingError(f"{path.name}: not a readable gzip file ({exc})") from None
+    else:
+        raw = path.read_bytes()
     try:
-        return raw.decode()
+        return raw.decode("utf-8-sig")  # a leading byte-order mark (Excel, Windows tools) is dropped
     except UnicodeDecodeError as exc:
         raise TrainingError(f"{path.name}: not UTF-8 text (byte {exc.start})") from None
 
 
 def _read_csv(path: Path) -> Dataset:
     text = _text(path)
+    if not text.strip():  # an empty part file: loadtxt would only warn about it
+        return Dataset(np.zeros((0, 0)), np.zeros(0))
     try:  # numpy's C parser first; the csv module (missing cells, precise errors) only when it refuses
         table = np.loadtxt(io.StringIO(text), delimiter=",", ndmin=2, dtype=np.float64)
     except ValueError:
@@ -137,11 +146,19 @@ def _read_parquet(path: Path) -> Dataset:
         import pyarrow.parquet as pq
     except ImportError:
         raise TrainingError(f"{path.name}: Parquet needs pyarrow, which this image was built without "
-                            "(build it with the parquet extra; see containers/xgboost/README)") from None
-    table = pq.read_table(path)
+                            "(build it with --build-arg WITH_PARQUET=true)") from None
+    try:
+        table = pq.read_table(path)
+    except (OSError, ValueError) as exc:  # pyarrow.ArrowInvalid is a ValueError
+        raise TrainingError(f"{path.name}: not a readable Parquet file ({exc})") from None
     if table.num_columns < 2:
         raise TrainingError(f"{path.name}: Parquet needs the label column and at least one feature")
-    columns = [np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64) for column in table.columns]
+    columns = []
+    for name, column in zip(table.column_names, table.columns, strict=True):
+        try:
+            columns.append(np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64))
+        except (TypeError, ValueError):
+            raise TrainingError(f"{path.name}: column {name!r} ({column.type}) is not numeric") from None
     return Dataset(np.column_stack(columns[1:]), columns[0])
 
 
@@ -153,7 +170,11 @@ def _stack(parts: Sequence[Dataset]) -> Dataset:
     if not parts:
         return Dataset(np.zeros((0, 0)), np.zeros(0))
     width = max(part.columns for part in parts)
-    if any(isinstance(part.features, scipy.sparse.spmatrix) for part in parts):
+    sparse = [isinstance(part.features, scipy.sparse.spmatrix) for part in parts]
+    if any(sparse) and not all(sparse):
+        # A dense zero is a value, an absent LIBSVM entry is missing: stacking them would blur the two.
+        raise TrainingError("the channel mixes LIBSVM files with CSV or Parquet files; use one format per channel")
+    if all(sparse):
         matrices = [scipy.sparse.csr_matrix(part.features) for part in parts]
         matrices = [m if m.shape[1] == width else scipy.sparse.hstack(
             [m, scipy.sparse.csr_matrix((m.shape[0], width - m.shape[1]))]).tocsr() for m in matrices]

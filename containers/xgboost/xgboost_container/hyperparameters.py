@@ -15,7 +15,7 @@ OBJECTIVES = (
 METRICS = (
     "rmse", "rmsle", "mae", "mape", "mphe", "logloss", "error", "merror", "mlogloss", "auc", "aucpr",
     "pre", "ndcg", "map", "poisson-nloglik", "gamma-nloglik", "cox-nloglik", "gamma-deviance",
-    "tweedie-nloglik", "aft-nloglik", "interval-regression-accuracy",
+    "tweedie-nloglik", "aft-nloglik", "interval-regression-accuracy", "quantile",
 )
 
 HYPERPARAMETERS = (
@@ -23,6 +23,8 @@ HYPERPARAMETERS = (
     Hyperparameter("objective", str, "reg:squarederror", "learning objective", choices=OBJECTIVES),
     Hyperparameter("eval_metric", list, None, "comma-separated evaluation metrics (default: the objective's)"),
     Hyperparameter("num_class", int, None, "number of classes (multi:* objectives)", minimum=2),
+    Hyperparameter("quantile_alpha", float, None, "the quantile to predict (reg:quantileerror)", minimum=1e-9,
+                   maximum=1 - 1e-9),
     Hyperparameter("max_depth", int, 6, "maximum tree depth", minimum=0),
     Hyperparameter("eta", float, 0.3, "learning rate", minimum=0, maximum=1),
     Hyperparameter("gamma", float, 0.0, "minimum loss reduction to split", minimum=0),
@@ -58,7 +60,12 @@ def booster_params(values: dict[str, Any]) -> dict[str, Any]:
     objective = values["objective"]
     if objective.startswith("multi:") and values["num_class"] is None:
         raise ValueError(f"objective {objective} needs the num_class hyperparameter")
+    if objective == "reg:quantileerror" and values["quantile_alpha"] is None:
+        raise ValueError(f"objective {objective} needs the quantile_alpha hyperparameter")
     params = {name: value for name, value in values.items() if name not in _LOOP_ONLY and value is not None}
+    if params.get("scale_pos_weight") == 1.0:
+        # XGBoost's own default; passed to an objective without classes (multi:*, rank:*) it only warns "not used".
+        del params["scale_pos_weight"]
     metrics = values["eval_metric"] or []
     unknown = [m for m in metrics if m.split("@")[0] not in METRICS]
     if unknown:

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import scipy.sparse
 import xgboost
 
 from serving_common.training.harness import TrainingError, TrainingJob
@@ -88,10 +89,15 @@ def _features_fingerprint(job: TrainingJob) -> str | None:
 
 
 def _dmatrix(data: Dataset, name: str, expected_columns: int | None) -> xgboost.DMatrix:
+    features = data.features
     if expected_columns is not None and data.rows and data.columns != expected_columns:
-        raise TrainingError(f"the {name} channel has {data.columns} features, the train channel "
-                            f"{expected_columns}")
-    return xgboost.DMatrix(data.features, label=data.labels, missing=float("nan"))
+        if scipy.sparse.issparse(features) and data.columns < expected_columns:
+            # LIBSVM's width is its highest index present: a narrower file is the same feature space.
+            features = scipy.sparse.csr_matrix(features, shape=(data.rows, expected_columns))
+        else:
+            raise TrainingError(f"the {name} channel has {data.columns} features, the train channel "
+                                f"{expected_columns}")
+    return xgboost.DMatrix(features, label=data.labels, missing=float("nan"))
 
 
 def train(job: TrainingJob) -> None:
@@ -117,8 +123,11 @@ def train(job: TrainingJob) -> None:
 
         resumed = latest_checkpoint(job.checkpoint_dir)
         done = resumed.num_boosted_rounds() if resumed is not None else 0
+        if resumed is not None and done > hp["num_round"]:  # a checkpoint of a longer run: keep num_round
+            log.info("the checkpoint has %d rounds; keeping the first %d (num_round)", done, hp["num_round"])
+            resumed, done = resumed[: hp["num_round"]], hp["num_round"]
         booster = xgboost.train(
-            params, dtrain, num_boost_round=max(hp["num_round"] - done, 0), evals=evals,
+            params, dtrain, num_boost_round=hp["num_round"] - done, evals=evals,
             early_stopping_rounds=hp["early_stopping_rounds"], xgb_model=resumed, verbose_eval=True,
             callbacks=[Checkpoints(job.checkpoint_dir, hp["checkpoint_frequency"], env.is_leader)],
         )
