@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import time
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,6 +112,42 @@ def train(client: docker_sdk.DockerClient, image: str, opt_ml: OptMl, timeout: i
         return TrainResult(code, container.logs().decode(errors="replace"), opt_ml)
     finally:
         container.remove(force=True)
+
+
+def train_cluster(client: docker_sdk.DockerClient, image: str, jobs: list[OptMl], timeout: int = 600,
+                  kill_after: Mapping[str, float] | None = None) -> list[TrainResult]:
+    """``train`` on several hosts at once, on a private Docker network where each is reachable by its name.
+
+    ``jobs`` hold one /opt/ml tree per host (their ``hosts``/``current_host`` say who is who);
+    ``kill_after`` maps a host to seconds after which it is killed (to test a host that dies).
+    """
+    network = client.networks.create(f"smkit-train-{uuid.uuid4().hex[:8]}", driver="bridge")
+    containers = []
+    try:
+        for job in jobs:
+            job.write_config()
+            container = client.containers.create(
+                image, ["train"], hostname=job.current_host,
+                volumes={str(job.root): {"bind": "/opt/ml", "mode": "rw"}})
+            network.connect(container, aliases=[job.current_host])
+            containers.append(container)
+        started = time.monotonic()
+        for container in containers:
+            container.start()
+        for job, container in zip(jobs, containers, strict=True):
+            delay = (kill_after or {}).get(job.current_host)
+            if delay is not None:
+                time.sleep(max(0.0, delay - (time.monotonic() - started)))
+                container.kill()
+        results = []
+        for job, container in zip(jobs, containers, strict=True):
+            code = container.wait(timeout=timeout)["StatusCode"]
+            results.append(TrainResult(code, container.logs().decode(errors="replace"), job))
+        return results
+    finally:
+        for container in containers:
+            container.remove(force=True)
+        network.remove()
 
 
 class ServingContainer:

@@ -12,6 +12,7 @@ import scipy.sparse
 import xgboost
 
 from serving_common.training.harness import TrainingError, TrainingJob
+from serving_common.training.metrics import log_metrics
 
 from .data import Dataset, load_channel
 from .distributed import barrier, collective_group
@@ -23,6 +24,21 @@ MODEL_FILE = "xgboost-model"  # the name SageMaker's own XGBoost uses
 META_FILE = "xgboost-meta.json"
 CHECKPOINT_PREFIX = "xgboost-checkpoint."
 FEATURES_CHANNEL = "features"  # optional: the preprocess model's features.json
+
+
+class MetricsLog(xgboost.callback.TrainingCallback):
+    """Prints each round's metrics in the documented format, numbered by the model's round (also after a
+    resume from a checkpoint, where XGBoost's own monitor would count from 0 again). Leader only."""
+
+    def __init__(self, write: bool) -> None:
+        self.write = write
+
+    def after_iteration(self, model: xgboost.Booster, epoch: int, evals_log: Any) -> bool:
+        if self.write and evals_log:
+            values = {f"{data}-{metric}": history[-1] for data, metrics in evals_log.items()
+                      for metric, history in metrics.items()}
+            log_metrics(model.num_boosted_rounds() - 1, values)
+        return False
 
 
 class Checkpoints(xgboost.callback.TrainingCallback):
@@ -128,8 +144,9 @@ def train(job: TrainingJob) -> None:
             resumed, done = resumed[: hp["num_round"]], hp["num_round"]
         booster = xgboost.train(
             params, dtrain, num_boost_round=hp["num_round"] - done, evals=evals,
-            early_stopping_rounds=hp["early_stopping_rounds"], xgb_model=resumed, verbose_eval=True,
-            callbacks=[Checkpoints(job.checkpoint_dir, hp["checkpoint_frequency"], env.is_leader)],
+            early_stopping_rounds=hp["early_stopping_rounds"], xgb_model=resumed, verbose_eval=False,
+            callbacks=[MetricsLog(env.is_leader),
+                       Checkpoints(job.checkpoint_dir, hp["checkpoint_frequency"], env.is_leader)],
         )
         best = booster.best_iteration if hp["early_stopping_rounds"] and booster.attr("best_iteration") else None
         if best is not None and best + 1 < booster.num_boosted_rounds():
