@@ -40,7 +40,7 @@ def model_dir(docker, image_of, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def reference(model_dir) -> FittedFeatures:
-    """The same fitted transform, loaded in-process, through scikit-learn's own (pandas) path."""
+    """The same fitted transform, loaded in-process; its transform_*_sklearn methods are the reference."""
     return FittedFeatures.load(model_dir)
 
 
@@ -153,3 +153,56 @@ def test_batch_record_errors_fail_by_default_or_stay_on_their_line(docker, image
             rows = [json.loads(lines[i]) if accept != "text/csv" else [float(x) for x in lines[i].split(",")]
                     for i in good]
             assert np.array_equal(np.array(rows), reference.transform_records_sklearn([orders[i] for i in good]))
+
+
+FEATURE_CODE = '''
+def extract(record):
+    """Derived field: the price per item."""
+    order = dict(record)
+    amount, items = order.get("amount"), order.get("items")
+    order["amount_per_item"] = None if amount is None or not items else amount / items
+    return order
+'''
+
+
+def test_feature_code_from_a_code_channel(docker, image_of, tmp_path):
+    opt_ml = OptMl(tmp_path / "opt_ml", {"label": "default", "drop": "order_id"},
+                   {"train": {"ContentType": "application/jsonlines"}, "code": {}})
+    write_jsonl(make_orders(1500, seed=31), opt_ml.channel_dir("train") / "orders.jsonl")
+    (opt_ml.channel_dir("code") / "derive.py").write_text(FEATURE_CODE)
+    result = train(docker, image_of("preprocess"), opt_ml)
+    assert result.exit_code == 0, result.logs
+    assert "feature code: derive.py (/opt/ml/input/data/code/derive.py) defines extract" in result.logs
+    model_dir = opt_ml.model_dir
+    meta = json.loads((model_dir / "features.json").read_text())
+    assert meta["code"]["original_name"] == "derive.py" and meta["fast_path"]
+    assert (model_dir / "code" / "features.py").read_text() == FEATURE_CODE
+    assert "amount_per_item" in meta["output_columns"]
+
+    # In process: the same model through scikit-learn, and the derived feature computed by hand.
+    reference = FittedFeatures.load(model_dir)
+    orders = make_orders(200, seed=32)
+    orders[0]["items"] = 0  # amount_per_item missing: imputed
+    orders[1]["amount"] = None
+    expected = reference.transform_records_sklearn(orders)
+    numeric = reference.transformer.named_transformers_["numeric"]
+    k = reference.spec.numeric.index("amount_per_item")
+    median, mean, scale = (numeric.named_steps["impute"].statistics_[k], numeric.named_steps["scale"].mean_[k],
+                           numeric.named_steps["scale"].scale_[k])
+    per_item = [median if not o.get("items") or o.get("amount") is None else o["amount"] / o["items"] for o in orders]
+    column = reference.output_columns.index("amount_per_item")
+    assert expected[:, column].tolist() == [(value - mean) / scale for value in per_item]
+
+    with ServingContainer(docker, image_of("preprocess"), model_dir) as server:
+        server.wait_ready()
+        for content_type, body in [
+            ("application/json", json.dumps({"instances": orders}).encode()),
+            ("application/jsonlines", "\n".join(json.dumps(o) for o in orders).encode()),
+        ]:
+            csv = server.invoke(body, content_type, "text/csv")
+            assert csv.status_code == 200, csv.text
+            assert np.array_equal(_csv(csv.text), expected)  # exact: CSV numbers round-trip
+        rows = server.invoke(b"1,2,3", "text/csv", "text/csv")
+        assert rows.status_code == 400 and "not CSV rows" in rows.json()["message"]
+        logs = server.logs()
+    assert "fast path from fast_transform.npz" in logs and "code=derive.py" in logs

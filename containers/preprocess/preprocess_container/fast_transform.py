@@ -1,9 +1,10 @@
-"""A fitted ColumnTransformer compiled into a DataFrame-free record -> row path.
+"""The fitted feature transform as plain tables: a DataFrame-free, scikit-learn-free record -> row path.
 
-Why hand-written code here: ``ColumnTransformer.transform`` on a one-row DataFrame costs milliseconds
-(pandas indexing, input validation, per-step checks), which dominates a real-time inference request.
-The pipelines built by :func:`preprocess_container.features.build_transformer` are simple enough that
-their fitted parameters can be applied directly:
+Why hand-written code here: ``ColumnTransformer.transform`` on one record costs milliseconds (input
+validation, per-step checks), which dominates a real-time inference request, and importing scikit-learn
+and scipy costs a container about two seconds at start. The pipelines built by
+:func:`preprocess_container.features.build_transformer` are simple enough that their fitted parameters
+can be applied directly:
 
 - numeric: ``SimpleImputer`` fills NaN with ``statistics_`` (dropping features whose statistic is NaN,
   as scikit-learn does), then ``StandardScaler`` does ``x -= mean_; x /= scale_`` -- the same two float64
@@ -14,28 +15,26 @@ their fitted parameters can be applied directly:
   value and on the missing value, so infrequent grouping, ``drop`` and unknown handling are exactly
   scikit-learn's.
 
-Anything else makes :func:`compile_transformer` return None (with a warning) and callers use
-scikit-learn. Value interpretation (:func:`to_number`, :func:`to_category`) lives here too, so the
-DataFrame path and the fast path read input values identically.
+Deriving those tables (``compiler.compile_transformer``) needs scikit-learn and runs at training time;
+the tables are then saved with the model (:func:`save_tables`, an ``.npz`` of plain arrays) and serving
+rebuilds the transform from them with numpy alone (:func:`load_tables`). This module therefore imports
+numpy and nothing heavier. Value interpretation (:func:`to_number`, :func:`to_category`) lives here too,
+so the scikit-learn reference path and the fast path read input values identically.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import numbers
-import warnings
+import os
+import zipfile
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from scipy import sparse
-from sklearn.compose import ColumnTransformer
-from sklearn.impute import SimpleImputer
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, OrdinalEncoder, StandardScaler
 
 if TYPE_CHECKING:
     from .spec import FeatureSpec
@@ -44,18 +43,24 @@ logger = logging.getLogger("preprocess")
 
 __all__ = [
     "NESTED_OBJECT",
+    "TABLES_FORMAT",
+    "Cell",
     "CompiledTransform",
     "FeatureError",
     "check_row",
     "compile_transformer",
     "get_record",
+    "load_tables",
+    "save_tables",
     "to_category",
     "to_number",
+    "unused_category",
 ]
 
 _NAN = float("nan")
 _MAX_PROBES = 256
 _TOO_LARGE = "the number is not finite (too large for a float)"
+TABLES_FORMAT = 1
 
 
 class FeatureError(ValueError):
@@ -63,7 +68,7 @@ class FeatureError(ValueError):
 
 
 # --------------------------------------------------------------------------------------------------
-# value interpretation, shared by the DataFrame path (features.py) and the fast path
+# value interpretation, shared by the scikit-learn path (features.py) and the fast path
 
 
 def _fail(unit: str, index: int, field: str, reason: str) -> FeatureError:
@@ -212,7 +217,7 @@ def check_row(row: Any, index: int, width: int, columns: Sequence[str]) -> Seque
 # the compiled transform
 
 # A categorical outcome: (output column, value) to set, or column -1 for "set nothing" (all zeros).
-_Cell = tuple[int, float]
+Cell = tuple[int, float]
 
 
 class CompiledTransform:
@@ -228,7 +233,7 @@ class CompiledTransform:
         categorical: Sequence[str],
         n_features_out: int,
         numeric_plan: Sequence[tuple[int, int, float, float, float]],
-        categorical_plan: Sequence[tuple[int, dict[str, _Cell], _Cell, _Cell]],
+        categorical_plan: Sequence[tuple[int, dict[str, Cell], Cell, Cell]],
     ) -> None:
         self.numeric = list(numeric)
         self.categorical = list(categorical)
@@ -336,7 +341,7 @@ class CompiledTransform:
         """Records exercising known categories (up to 256 records), an unknown one, missing values and
         some numbers: a cheap comparison of this path with scikit-learn's on a loaded model."""
         tables = {self.categorical[src]: list(table) for src, table, _, _ in self._categorical_plan}
-        unknown = _unused({key for keys in tables.values() for key in keys})
+        unknown = unused_category({key for keys in tables.values() for key in keys})
         numbers_ = [0.0, 1.0, -2.5, 123456.789, 1e-300, None]
         n = min(max([len(numbers_), *(len(keys) + 2 for keys in tables.values())]), _MAX_PROBES - 1)
         probes = []
@@ -350,272 +355,184 @@ class CompiledTransform:
         return probes
 
 
-def _unused(categories: set[Any]) -> str:
+def unused_category(categories: set[Any]) -> str:
+    """A string that is none of ``categories`` (stands for "an unknown category" in probes)."""
     candidate = "\x00unknown-category"
     while candidate in categories:
         candidate += "\x00"
     return candidate
 
 
+
 # --------------------------------------------------------------------------------------------------
-# compilation
+# tables: the compiled transform as plain arrays (saved with the model, loaded without scikit-learn)
+
+_INT_ARRAYS = ("num_src", "num_out", "cat_src", "cat_missing_col", "cat_unknown_col", "cat_table_offsets",
+               "cat_key_offsets", "cat_cols")
+_FLOAT_ARRAYS = ("num_fill", "num_mean", "num_scale", "cat_missing_value", "cat_unknown_value", "cat_values")
+_SCALARS = ("format", "n_numeric", "n_categorical", "n_features_out")
 
 
-class _Unsupported(Exception):
-    """The fitted transformer uses something the fast path does not implement."""
+def _tables(compiled: CompiledTransform) -> dict[str, np.ndarray]:
+    """The compiled transform as int64 / float64 / uint8 arrays (float64 keeps every value exactly)."""
+    num = compiled._numeric_plan
+    cat = compiled._categorical_plan
+    keys: list[bytes] = []
+    cols: list[int] = []
+    values: list[float] = []
+    table_offsets = [0]
+    for _, table, _, _ in cat:
+        for key, (col, value) in table.items():
+            # surrogatepass: JSON may carry lone surrogates ("\\ud800"), which are valid Python str
+            keys.append(key.encode("utf-8", "surrogatepass"))
+            cols.append(col)
+            values.append(value)
+        table_offsets.append(len(keys))
+    ints = lambda items: np.array(items, dtype=np.int64)  # noqa: E731
+    floats = lambda items: np.array(items, dtype=np.float64)  # noqa: E731
+    return {
+        "format": np.array(TABLES_FORMAT, dtype=np.int64),
+        "n_numeric": np.array(len(compiled.numeric), dtype=np.int64),
+        "n_categorical": np.array(len(compiled.categorical), dtype=np.int64),
+        "n_features_out": np.array(compiled.n_features_out, dtype=np.int64),
+        "num_src": ints([p[0] for p in num]),
+        "num_out": ints([p[1] for p in num]),
+        "num_fill": floats([p[2] for p in num]),
+        "num_mean": floats([p[3] for p in num]),
+        "num_scale": floats([p[4] for p in num]),
+        "cat_src": ints([p[0] for p in cat]),
+        "cat_missing_col": ints([p[2][0] for p in cat]),
+        "cat_missing_value": floats([p[2][1] for p in cat]),
+        "cat_unknown_col": ints([p[3][0] for p in cat]),
+        "cat_unknown_value": floats([p[3][1] for p in cat]),
+        "cat_table_offsets": ints(table_offsets),
+        "cat_key_offsets": ints(np.cumsum([0, *map(len, keys)]).tolist()),
+        "cat_key_bytes": np.frombuffer(b"".join(keys), dtype=np.uint8).copy(),
+        "cat_cols": ints(cols),
+        "cat_values": floats(values),
+    }
 
-    def __init__(self, what: str, where: str | None = None) -> None:
-        super().__init__(what)
-        self.what = what
-        self.where = where
+
+def _from_tables(
+    arrays: Mapping[str, np.ndarray], numeric: Sequence[str], categorical: Sequence[str]
+) -> CompiledTransform:
+    """Rebuild a :class:`CompiledTransform`; ValueError (naming what) when the tables are inconsistent."""
+
+    def need(condition: bool, what: str) -> None:
+        if not condition:
+            raise ValueError(f"inconsistent tables: {what}")
+
+    missing = [k for k in (*_SCALARS, *_INT_ARRAYS, *_FLOAT_ARRAYS, "cat_key_bytes") if k not in arrays]
+    need(not missing, f"missing arrays {missing}")
+    for key in _SCALARS:
+        need(arrays[key].shape == () and arrays[key].dtype == np.int64, f"{key} is not an int64 scalar")
+    for key in _INT_ARRAYS:
+        need(arrays[key].ndim == 1 and arrays[key].dtype == np.int64, f"{key} is not a 1-D int64 array")
+    for key in _FLOAT_ARRAYS:
+        need(arrays[key].ndim == 1 and arrays[key].dtype == np.float64, f"{key} is not a 1-D float64 array")
+    need(arrays["cat_key_bytes"].ndim == 1 and arrays["cat_key_bytes"].dtype == np.uint8, "cat_key_bytes")
+    if int(arrays["format"]) != TABLES_FORMAT:
+        raise ValueError(f"tables format {int(arrays['format'])} (this code reads {TABLES_FORMAT})")
+    need(int(arrays["n_numeric"]) == len(numeric), "number of numeric fields differs from the spec")
+    need(int(arrays["n_categorical"]) == len(categorical), "number of categorical fields differs from the spec")
+    width = int(arrays["n_features_out"])
+    need(width >= 0, "negative output width")
+
+    def in_range(values: np.ndarray, low: int, high: int) -> bool:
+        return bool(values.size == 0 or (values.min() >= low and values.max() < high))
+
+    num_src = arrays["num_src"]
+    n_num = len(num_src)
+    need(all(len(arrays[k]) == n_num for k in ("num_out", "num_fill", "num_mean", "num_scale")), "numeric sizes")
+    need(in_range(num_src, 0, len(numeric)) and in_range(arrays["num_out"], 0, width), "numeric indices")
+    cat_src = arrays["cat_src"]
+    n_cat = len(cat_src)
+    need(all(len(arrays[k]) == n_cat for k in ("cat_missing_col", "cat_missing_value", "cat_unknown_col",
+                                               "cat_unknown_value")), "categorical sizes")
+    need(in_range(cat_src, 0, len(categorical)), "categorical indices")
+    for key in ("cat_missing_col", "cat_unknown_col", "cat_cols"):
+        need(in_range(arrays[key], -1, width), f"{key} out of range")
+    table_offsets = arrays["cat_table_offsets"]
+    key_offsets = arrays["cat_key_offsets"]
+    n_keys = len(arrays["cat_cols"])
+    need(len(table_offsets) == n_cat + 1 and table_offsets[0] == 0 and table_offsets[-1] == n_keys
+         and bool(np.all(np.diff(table_offsets) >= 0)), "cat_table_offsets")
+    need(len(arrays["cat_values"]) == n_keys and len(key_offsets) == n_keys + 1 and key_offsets[0] == 0
+         and key_offsets[-1] == len(arrays["cat_key_bytes"]) and bool(np.all(np.diff(key_offsets) >= 0)),
+         "cat_key_offsets")
+
+    blob = arrays["cat_key_bytes"].tobytes()
+    bounds = key_offsets.tolist()
+    try:
+        keys = [blob[bounds[i] : bounds[i + 1]].decode("utf-8", "surrogatepass") for i in range(n_keys)]
+    except UnicodeDecodeError:
+        raise ValueError("inconsistent tables: category names are not UTF-8") from None
+    cells = list(zip(arrays["cat_cols"].tolist(), arrays["cat_values"].tolist(), strict=True))
+    offsets = table_offsets.tolist()
+    categorical_plan = []
+    for k, (src, missing_col, missing_value, unknown_col, unknown_value) in enumerate(zip(
+            cat_src.tolist(), arrays["cat_missing_col"].tolist(), arrays["cat_missing_value"].tolist(),
+            arrays["cat_unknown_col"].tolist(), arrays["cat_unknown_value"].tolist(), strict=True)):
+        start, stop = offsets[k], offsets[k + 1]
+        table = dict(zip(keys[start:stop], cells[start:stop], strict=True))
+        need(len(table) == stop - start, "a category appears twice")
+        categorical_plan.append((src, table, (missing_col, missing_value), (unknown_col, unknown_value)))
+    numeric_plan = list(zip(num_src.tolist(), arrays["num_out"].tolist(), arrays["num_fill"].tolist(),
+                            arrays["num_mean"].tolist(), arrays["num_scale"].tolist(), strict=True))
+    return CompiledTransform(numeric, categorical, width, numeric_plan, categorical_plan)
+
+
+def _same_arrays(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray]) -> bool:
+    return a.keys() == b.keys() and all(
+        a[k].dtype == b[k].dtype and a[k].shape == b[k].shape and a[k].tobytes() == b[k].tobytes() for k in a
+    )
+
+
+def save_tables(compiled: CompiledTransform, path: Path | str, fingerprint: str) -> None:
+    """Write ``compiled`` to ``path`` (an uncompressed ``.npz`` of plain arrays), tied to ``fingerprint``.
+
+    Written to a temporary file and renamed. The tables are read back and compared bit for bit first,
+    so a saved fast path is always exactly the verified one.
+    """
+    path = Path(path)
+    arrays = _tables(compiled)
+    if not _same_arrays(_tables(_from_tables(arrays, compiled.numeric, compiled.categorical)), arrays):
+        raise RuntimeError("the fast path's tables do not round-trip")  # a bug, never expected
+    arrays["fingerprint"] = np.array(fingerprint)  # a fixed-width str array: no pickle needed to read it
+    temporary = path.with_name(path.name + ".tmp")
+    with open(temporary, "wb") as f:
+        np.savez(f, **arrays)
+    os.replace(temporary, path)
+
+
+def load_tables(path: Path | str, spec: FeatureSpec, fingerprint: str) -> CompiledTransform:
+    """The fast path saved by :func:`save_tables`, with numpy alone (``allow_pickle=False``).
+
+    ValueError when the file cannot be read, is inconsistent, or was saved for another fingerprint
+    than ``fingerprint`` (the model's, from ``features.json``).
+    """
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {name: data[name] for name in data.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+        raise ValueError(f"{path} cannot be read: {type(exc).__name__}: {exc}") from None
+    saved = arrays.pop("fingerprint", None)
+    if saved is None or saved.shape != () or saved.dtype.kind != "U":
+        raise ValueError(f"{path} has no fingerprint")
+    if str(saved) != fingerprint:
+        raise ValueError(
+            f"{path} does not match features.json (fingerprint {str(saved)[:12]}... instead of "
+            f"{fingerprint[:12]}...): the files come from different fits"
+        )
+    try:
+        return _from_tables(arrays, spec.numeric, spec.categorical)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
 
 
 def compile_transformer(ct: Any, spec: FeatureSpec) -> CompiledTransform | None:
-    """Compile a fitted ColumnTransformer (as built by ``build_transformer``) for ``spec``.
+    """Compile a fitted ColumnTransformer for ``spec`` (see ``compiler``; imports scikit-learn)."""
+    from .compiler import compile_transformer as compile_
 
-    Returns None, logging "fast path not available for <X>; using scikit-learn transform", when ``ct``
-    uses a transformer or an option the fast path does not implement.
-    """
-    try:
-        return _compile(ct, spec)
-    except _Unsupported as exc:
-        where = f" ({exc.where})" if exc.where else ""
-        logger.warning("fast path not available for %s; using scikit-learn transform%s", exc.what, where)
-    except Exception as exc:  # never let an odd transformer break serving: scikit-learn still works
-        logger.warning(
-            "fast path not available for %s (%s: %s); using scikit-learn transform",
-            type(ct).__name__,
-            type(exc).__name__,
-            exc,
-        )
-    return None
-
-
-def _compile(ct: Any, spec: FeatureSpec) -> CompiledTransform:
-    if type(ct) is not ColumnTransformer:
-        raise _Unsupported(type(ct).__name__)
-    if not hasattr(ct, "transformers_"):
-        raise _Unsupported("an unfitted ColumnTransformer")
-    if getattr(ct, "sparse_output_", False):
-        raise _Unsupported("ColumnTransformer with sparse output")
-    n_out = len(ct.get_feature_names_out())
-    numeric_index = {name: i for i, name in enumerate(spec.numeric)}
-    categorical_index = {name: i for i, name in enumerate(spec.categorical)}
-    numeric_plan: list[tuple[int, int, float, float, float]] = []
-    categorical_plan: list[tuple[int, dict[str, _Cell], _Cell, _Cell]] = []
-    covered = np.zeros(n_out, dtype=int)
-
-    for name, transformer, columns in ct.transformers_:
-        if isinstance(transformer, str) and transformer == "drop":
-            continue
-        try:
-            if not isinstance(columns, (list, tuple)) or not all(isinstance(c, str) for c in columns):
-                raise _Unsupported(f"column selection by {type(columns).__name__}")
-            if not columns:
-                continue
-            output = ct.output_indices_[name]
-            steps = _steps(transformer)
-            if all(c in numeric_index for c in columns):
-                plan = _compile_numeric(steps, columns, output.start)
-                numeric_plan.extend((numeric_index[columns[i]], *rest) for i, *rest in plan)
-            elif all(c in categorical_index for c in columns):
-                plan = _compile_categorical(steps, columns, output.start)
-                categorical_plan.extend((categorical_index[columns[i]], *rest) for i, *rest in plan)
-            else:
-                raise _Unsupported("a transformer mixing numeric, categorical or unknown columns")
-            if _planned_width(plan, steps) != output.stop - output.start:
-                raise _Unsupported("a transformer with an unexpected output width")
-        except _Unsupported as exc:
-            exc.where = exc.where or f"transformer {name!r}"
-            raise
-        covered[output] += 1
-    if not (covered == 1).all():
-        raise _Unsupported("a ColumnTransformer whose outputs are not covered exactly once")
-    return CompiledTransform(spec.numeric, spec.categorical, n_out, numeric_plan, categorical_plan)
-
-
-def _planned_width(plan: list[tuple], steps: list[Any]) -> int:
-    encoder = steps[-1] if steps else None
-    if isinstance(encoder, (OneHotEncoder, OrdinalEncoder)):
-        return len(encoder.get_feature_names_out())
-    return len(plan)
-
-
-def _steps(transformer: Any) -> list[Any]:
-    if isinstance(transformer, str):
-        if transformer == "passthrough":
-            return []
-        raise _Unsupported(repr(transformer))
-    if type(transformer) is Pipeline:
-        return [step for _, step in transformer.steps if step is not None and step != "passthrough"]
-    return [transformer]
-
-
-def _is_identity(step: Any) -> bool:
-    return type(step) is FunctionTransformer and step.func is None and not step.validate
-
-
-def _check_imputer(imputer: SimpleImputer) -> None:
-    if imputer.add_indicator:
-        raise _Unsupported("SimpleImputer(add_indicator=True)")
-    missing = imputer.missing_values
-    if not (isinstance(missing, float) and math.isnan(missing)):
-        raise _Unsupported(f"SimpleImputer(missing_values={missing!r})")
-
-
-def _kept(imputer: SimpleImputer, n: int) -> list[int]:
-    """Indices of the features the imputer keeps (scikit-learn drops those whose statistic is NaN)."""
-    statistics = imputer.statistics_
-    if len(statistics) != n:
-        raise _Unsupported("SimpleImputer fitted on another number of features")
-    if imputer.keep_empty_features:
-        return list(range(n))
-    return [i for i, s in enumerate(statistics) if s == s]
-
-
-def _compile_numeric(
-    steps: list[Any], columns: Sequence[str], start: int
-) -> list[tuple[int, int, float, float, float]]:
-    imputer = scaler = None
-    rest = list(steps)
-    if rest and type(rest[0]) is SimpleImputer:
-        imputer = rest.pop(0)
-    if rest and type(rest[0]) is StandardScaler:
-        scaler = rest.pop(0)
-    if rest and imputer is None and scaler is None and _is_identity(rest[0]):
-        rest.pop(0)  # "passthrough" (fitted ColumnTransformers hold it as FunctionTransformer())
-    if rest:
-        raise _Unsupported(type(rest[0]).__name__, "in a numeric pipeline")
-    kept = list(range(len(columns)))
-    fills = [_NAN] * len(columns)
-    if imputer is not None:
-        _check_imputer(imputer)
-        # SimpleImputer casts its statistics to the dtype seen in fit (constant fills are objects).
-        fill_dtype = np.dtype(getattr(imputer, "_fill_dtype", imputer.statistics_.dtype))
-        if fill_dtype != np.float64:
-            raise _Unsupported(f"SimpleImputer fitted on {fill_dtype} data")
-        kept = _kept(imputer, len(columns))
-        try:
-            fills = [float(s) for s in imputer.statistics_.astype(np.float64)]
-        except (TypeError, ValueError):
-            raise _Unsupported("SimpleImputer with non-numeric statistics") from None
-    means = [0.0] * len(kept)
-    scales = [1.0] * len(kept)
-    if scaler is not None:
-        if scaler.n_features_in_ != len(kept):
-            raise _Unsupported("StandardScaler fitted on another number of features")
-        if scaler.with_mean:
-            means = [float(m) for m in scaler.mean_]
-        if scaler.with_std:
-            scales = [float(s) for s in scaler.scale_]
-    return [(i, start + k, fills[i], means[k], scales[k]) for k, i in enumerate(kept)]
-
-
-def _compile_categorical(
-    steps: list[Any], columns: Sequence[str], start: int
-) -> list[tuple[int, dict[str, _Cell], _Cell, _Cell]]:
-    if not steps:
-        raise _Unsupported("passthrough of categorical columns")
-    imputer = None
-    rest = list(steps)
-    if type(rest[0]) is SimpleImputer:
-        imputer = rest.pop(0)
-    if len(rest) != 1 or type(rest[0]) not in (OneHotEncoder, OrdinalEncoder):
-        other = rest[1] if len(rest) > 1 else (rest[0] if rest else steps[0])
-        raise _Unsupported(type(other).__name__, "in a categorical pipeline")
-    encoder = rest[0]
-    kept = list(range(len(columns)))
-    missing_values: list[Any] = [np.nan] * len(columns)
-    if imputer is not None:
-        _check_imputer(imputer)
-        kept = _kept(imputer, len(columns))
-        missing_values = list(imputer.statistics_)
-        if not all(isinstance(missing_values[i], str) for i in kept):
-            raise _Unsupported("SimpleImputer with non-string categorical fill values")
-    if encoder.n_features_in_ != len(kept):
-        raise _Unsupported(f"{type(encoder).__name__} fitted on another number of features")
-    cells = _probe_encoder(encoder, [missing_values[i] for i in kept], start)
-    return [(kept[k], table, missing, unknown) for k, (table, missing, unknown) in enumerate(cells)]
-
-
-def _probe_encoder(encoder: Any, missing_inputs: list[Any], start: int) -> list[tuple[dict, _Cell, _Cell]]:
-    """Per feature: (category -> cell, cell of the missing value, cell of an unknown category).
-
-    Obtained by running the fitted encoder on every category, an unknown value and the value a
-    missing input becomes (the imputer's fill, or NaN without imputer).
-    """
-    if np.dtype(encoder.dtype) != np.float64:
-        raise _Unsupported(f"{type(encoder).__name__}(dtype={encoder.dtype})")
-    categories = encoder.categories_
-    for cats in categories:
-        if not all(type(c) is str for c in cats):
-            raise _Unsupported(f"{type(encoder).__name__} with non-string categories")
-    if isinstance(encoder, OneHotEncoder):
-        if encoder.handle_unknown not in ("ignore", "infrequent_if_exist"):
-            raise _Unsupported(f"OneHotEncoder(handle_unknown={encoder.handle_unknown!r})")
-        sizes = _onehot_sizes(encoder)
-    else:
-        if encoder.handle_unknown != "use_encoded_value":
-            raise _Unsupported(f"OrdinalEncoder(handle_unknown={encoder.handle_unknown!r})")
-        sizes = [1] * len(categories)
-    n_rows = max(len(cats) for cats in categories) + 2
-    probe = np.empty((n_rows, len(categories)), dtype=object)
-    for j, cats in enumerate(categories):
-        column = [*cats, _unused(set(cats)), missing_inputs[j]]
-        column += [cats[0]] * (n_rows - len(column))
-        probe[:, j] = column
-    if isinstance(encoder, OneHotEncoder):
-        # Sparse output (same encoding, see OneHotEncoder.transform) keeps memory at O(rows x features)
-        # even for high-cardinality features.
-        sparse_encoder = copy.copy(encoder)
-        sparse_encoder.sparse_output = True
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            encoded = sparse.coo_array(sparse_encoder.transform(probe))
-        if encoded.shape[1] != sum(sizes):
-            raise _Unsupported("OneHotEncoder with an unexpected output width")
-        bounds = np.cumsum([0, *sizes])
-        hot: dict[tuple[int, int], _Cell] = {}
-        features = np.searchsorted(bounds, encoded.col, side="right") - 1
-        for r, c, j, v in zip(
-            encoded.row.tolist(), encoded.col.tolist(), features.tolist(), encoded.data.tolist(), strict=True
-        ):
-            if v == 0.0:
-                continue
-            if v != 1.0 or (r, j) in hot:
-                raise _Unsupported("OneHotEncoder producing a row that is not one-hot")
-            hot[(r, j)] = (start + c, 1.0)
-        cell = lambda r, j: hot.get((r, j), (-1, 0.0))  # noqa: E731
-    else:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            dense = np.asarray(encoder.transform(probe), dtype=np.float64)
-        if dense.shape[1] != len(categories):
-            raise _Unsupported("OrdinalEncoder with an unexpected output width")
-        cell = lambda r, j: (start + j, float(dense[r, j]))  # noqa: E731
-    result = []
-    for j, cats in enumerate(categories):
-        n = len(cats)
-        table = {category: cell(r, j) for r, category in enumerate(cats)}
-        result.append((table, cell(n + 1, j), cell(n, j)))
-    return result
-
-
-def _onehot_sizes(encoder: OneHotEncoder) -> list[int]:
-    """Output columns per feature, from public fitted attributes (as ``_compute_n_features_outs``)."""
-    try:
-        infrequent = encoder.infrequent_categories_
-    except AttributeError:  # infrequent grouping not enabled
-        infrequent = [None] * len(encoder.categories_)
-    drop_idx = encoder.drop_idx_
-    sizes = []
-    for j, cats in enumerate(encoder.categories_):
-        size = len(cats)
-        if infrequent[j] is not None:
-            size -= len(infrequent[j]) - 1
-        if drop_idx is not None and drop_idx[j] is not None:
-            size -= 1
-        sizes.append(size)
-    if sum(sizes) != len(encoder.get_feature_names_out()):
-        raise _Unsupported("OneHotEncoder (unexpected output width)")
-    return sizes
+    return compile_(ct, spec)

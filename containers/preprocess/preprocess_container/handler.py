@@ -92,11 +92,15 @@ class PreprocessHandler(Handler):
             if isinstance(data, Rows):
                 if self.output_label:
                     raise BadRequest("CSV input carries no label; send JSON records to output labels")
+                if model.extracts:
+                    raise BadRequest(f"this model's feature code ({model.code.original_name}) extracts fields from "
+                                     "records: send JSON or JSON Lines records, not CSV rows")
                 matrix = model.transform_rows(data)
+            elif self.output_label:
+                matrix, values = model.transform_records_with_labels(data)
+                labels = _label_column(values, model.spec.label)
             else:
                 matrix = model.transform_records(data)
-                if self.output_label:
-                    labels = _label_column(model.label_values(data), model.spec.label)
         except ValueError as exc:  # FeatureError and friends: the request cannot be interpreted
             raise BadRequest(str(exc)) from None
         if not np.isfinite(matrix).all():

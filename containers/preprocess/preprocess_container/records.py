@@ -156,9 +156,11 @@ def _first_char(path: Path) -> str:
     return ""
 
 
-def _object(value: Any, where: str) -> dict[str, Any]:
+def _object(value: Any, where: str, flat: bool = True) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise RecordError(f"{where}: expected a JSON object, got {_json_type(value)}")
+    if not flat:
+        return value
     try:
         return flatten(value)
     except RecordError as exc:
@@ -170,7 +172,7 @@ def _json_type(value: Any) -> str:
     return names.get(type(value), "a number" if isinstance(value, (int, float)) else type(value).__name__)
 
 
-def _read_json_lines(path: Path, f: IO[str]) -> list[dict[str, Any]]:
+def _read_json_lines(path: Path, f: IO[str], flat: bool = True) -> list[dict[str, Any]]:
     records = []
     for number, line in enumerate(f, start=1):
         if not line.strip():
@@ -179,18 +181,18 @@ def _read_json_lines(path: Path, f: IO[str]) -> list[dict[str, Any]]:
             value = json.loads(line)
         except json.JSONDecodeError as exc:
             raise RecordError(f"{path}: line {number}: invalid JSON: {exc.msg} (column {exc.colno})") from None
-        records.append(_object(value, f"{path}: line {number}"))
+        records.append(_object(value, f"{path}: line {number}", flat))
     return records
 
 
-def _read_json_array(path: Path, text: str) -> list[dict[str, Any]]:
+def _read_json_array(path: Path, text: str, flat: bool = True) -> list[dict[str, Any]]:
     try:
         values = json.loads(text)
     except json.JSONDecodeError as exc:
         raise RecordError(f"{path}: line {exc.lineno}: invalid JSON: {exc.msg} (column {exc.colno})") from None
     if not isinstance(values, list):
         raise RecordError(f"{path}: expected a JSON array of objects, got {_json_type(values)}")
-    return [_object(value, f"{path}: array element {index}") for index, value in enumerate(values)]
+    return [_object(value, f"{path}: array element {index}", flat) for index, value in enumerate(values)]
 
 
 def _read_json_stream(text: str) -> list[Any]:
@@ -205,17 +207,17 @@ def _read_json_stream(text: str) -> list[Any]:
     return values
 
 
-def _read_json(path: Path) -> list[dict[str, Any]]:
+def _read_json(path: Path, flat: bool = True) -> list[dict[str, Any]]:
     """A ``.json`` (or sniffed) file: a JSON array, JSON Lines, or (fallback) concatenated objects."""
     first = _first_char(path)
     if not first:
         return []
     if first == "[":
         with _open_text(path) as f:
-            return _read_json_array(path, f.read())
+            return _read_json_array(path, f.read(), flat)
     try:
         with _open_text(path) as f:  # streamed: JSON Lines files can be large
-            return _read_json_lines(path, f)
+            return _read_json_lines(path, f, flat)
     except RecordError as line_error:
         # Not line-delimited: maybe pretty-printed objects one after another. If that fails too, the
         # per-line error (with its line number) is the better message.
@@ -225,7 +227,7 @@ def _read_json(path: Path) -> list[dict[str, Any]]:
             values = _read_json_stream(text)
         except json.JSONDecodeError:
             raise line_error from None
-        return [_object(value, f"{path}: object {index}") for index, value in enumerate(values)]
+        return [_object(value, f"{path}: object {index}", flat) for index, value in enumerate(values)]
 
 
 def _read_csv(path: Path, f: IO[str]) -> list[dict[str, Any]]:
@@ -261,8 +263,12 @@ def _read_csv(path: Path, f: IO[str]) -> list[dict[str, Any]]:
         raise RecordError(f"{path}: line {reader.line_num}: invalid CSV: {exc}") from None
 
 
-def read_file(path: Path, kind: str | None = None) -> list[dict[str, Any]]:
-    """Flattened records of one data file; ``kind`` is "jsonl", "json", "csv" or "sniff" (default: by name)."""
+def read_file(path: Path, kind: str | None = None, *, flat: bool = True) -> list[dict[str, Any]]:
+    """Flattened records of one data file; ``kind`` is "jsonl", "json", "csv" or "sniff" (default: by name).
+
+    ``flat=False`` keeps JSON records as they are (nested), e.g. for feature code that expects records
+    as they are sent at serving time; CSV records are flat either way.
+    """
     path = Path(path)
     if kind is None:
         kind, reason = _kind(Path(path.name))
@@ -272,16 +278,16 @@ def read_file(path: Path, kind: str | None = None) -> list[dict[str, Any]]:
         if kind == "sniff":
             first = _first_char(path)
             if first in ("[", "{"):
-                return _read_json(path)
+                return _read_json(path, flat)
             if first == "":
                 return []
             logger.warning("skipping %s: no extension and not JSON (starts with %r)", path, first)
             return []
         if kind == "json":
-            return _read_json(path)
+            return _read_json(path, flat)
         with _open_text(path) as f:
             if kind == "jsonl":
-                return _read_json_lines(path, f)
+                return _read_json_lines(path, f, flat)
             if kind == "csv":
                 return _read_csv(path, f)
         raise ValueError(f"unknown reader kind {kind!r}")
@@ -291,17 +297,17 @@ def read_file(path: Path, kind: str | None = None) -> list[dict[str, Any]]:
         raise RecordError(f"{path}: corrupt gzip data: {exc}") from None
 
 
-def iter_training_files(directory: Path) -> Iterator[tuple[Path, list[dict[str, Any]]]]:
+def iter_training_files(directory: Path, *, flat: bool = True) -> Iterator[tuple[Path, list[dict[str, Any]]]]:
     """(file, its records) for every data file under ``directory``, in :func:`data_files` order."""
     for path, kind in data_files(directory):
-        yield path, read_file(path, kind)
+        yield path, read_file(path, kind, flat=flat)
 
 
-def read_training_files(directory: Path) -> list[dict[str, Any]]:
-    """Every record of every data file under ``directory`` (sorted by path), flattened."""
+def read_training_files(directory: Path, *, flat: bool = True) -> list[dict[str, Any]]:
+    """Every record of every data file under ``directory`` (sorted by path), flattened (unless ``flat=False``)."""
     records: list[dict[str, Any]] = []
     n_files = 0
-    for path, file_records in iter_training_files(directory):
+    for path, file_records in iter_training_files(directory, flat=flat):
         n_files += 1
         logger.info("read %d records from %s", len(file_records), path)
         records.extend(file_records)

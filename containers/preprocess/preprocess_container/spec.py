@@ -112,6 +112,26 @@ class FeatureSpec:
         return [*self.numeric, *self.categorical]
 
     @property
+    def numeric_indices(self) -> list[int]:
+        """Positions of the numeric fields in :attr:`input_columns`."""
+        return list(range(len(self.numeric)))
+
+    @property
+    def categorical_indices(self) -> list[int]:
+        """Positions of the categorical fields in :attr:`input_columns`."""
+        return list(range(len(self.numeric), len(self.numeric) + len(self.categorical)))
+
+    def column_indices(self, names: Iterable[str]) -> list[int]:
+        """Positions of ``names`` in :attr:`input_columns`: how a transformer selects its columns (it is
+        fitted on a 2-D array in that column order, not on a DataFrame)."""
+        names = [names] if isinstance(names, str) else list(names)
+        columns = self.input_columns
+        unknown = [name for name in names if name not in columns]
+        if unknown:
+            raise SpecError(f"fields {unknown} are not input columns of the spec ({columns})")
+        return [columns.index(name) for name in names]
+
+    @property
     def options(self) -> dict[str, Any]:
         """The encoding options (everything but the field lists and the label)."""
         return {name: getattr(self, name) for name in _OPTIONS}

@@ -1,4 +1,8 @@
-"""``train`` for the preprocess image: fit the feature transform on the ``train`` channel."""
+"""``train`` for the preprocess image: fit the feature transform on the ``train`` channel.
+
+Optional feature code (see ``user_code``) comes from a ``code`` channel or from the SageMaker SDK's
+script-mode hyperparameters ``sagemaker_program`` / ``sagemaker_submit_directory``.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from serving_common.training.hyperparameters import Hyperparameter
 from .features import FittedFeatures
 from .records import read_training_files
 from .spec import CATEGORICAL_ENCODINGS, NUMERIC_IMPUTE, infer_spec
+from .user_code import FeatureCode, FeatureCodeError, find_training_code
 
 log = logging.getLogger("preprocess")
 
@@ -26,20 +31,39 @@ HYPERPARAMETERS = (
 )
 
 
+def feature_code(job: TrainingJob) -> FeatureCode | None:
+    """The job's feature code (``code`` channel or sagemaker_program), imported; None without."""
+    env = job.env
+    try:
+        path = find_training_code(env.hyperparameters, {name: c.path for name, c in env.channels.items()},
+                                  env.base)
+        if path is None:
+            return None
+        code = FeatureCode(path)
+    except FeatureCodeError as exc:
+        raise TrainingError(str(exc)) from None
+    return code  # its import logged "feature code: <name> (<path>) defines <functions>"
+
+
 def train(job: TrainingJob) -> None:
     hp = job.hyperparameters
     channel = job.env.channel("train")
-    records = read_training_files(channel.path)
+    code = feature_code(job)
+    extract = code is not None and code.has_extract
+    # extract() sees records as serving receives them: nested, not flattened
+    records = read_training_files(channel.path, flat=not extract)
     if not records:
         raise TrainingError(f"the train channel ({channel.path}) holds no records")
     log.info("read %d records from %s", len(records), channel.path)
+    if extract:
+        records = code.extract_records(records)
     options = {name: hp[name] for name in ("numeric_impute", "scale", "categorical_encoding")}
     for name in ("max_categories", "min_frequency"):
         if hp[name] is not None:
             options[name] = hp[name]
     spec = infer_spec(records, label=hp["label"], drop=hp["drop"], numeric=hp["numeric"],
                       categorical=hp["categorical"], **options)
-    features = FittedFeatures.fit(records, spec)
+    features = FittedFeatures.fit(records, spec, code=code, extracted=True)
     features.save(job.model_dir)
-    log.info("fitted %d input fields into %d features (fingerprint %s)", len(spec.input_columns),
-             len(features.output_columns), features.fingerprint[:12])
+    log.info("fitted %d input fields into %d features (fingerprint %s, fast path %s)", len(spec.input_columns),
+             len(features.output_columns), features.fingerprint[:12], "saved" if features.fast_path else "unavailable")

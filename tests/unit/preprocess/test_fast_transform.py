@@ -6,7 +6,9 @@ import itertools
 import logging
 import math
 import random
+import tempfile
 import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,8 +24,14 @@ from sklearn.preprocessing import (
     StandardScaler,
 )
 
-from preprocess_container.fast_transform import CompiledTransform, FeatureError, compile_transformer
-from preprocess_container.features import FittedFeatures, build_transformer, records_to_frame, rows_to_frame
+from preprocess_container.fast_transform import (
+    CompiledTransform,
+    FeatureError,
+    compile_transformer,
+    load_tables,
+    save_tables,
+)
+from preprocess_container.features import FittedFeatures, build_transformer, records_to_array, rows_to_array
 from preprocess_container.records import flatten
 from preprocess_container.spec import FeatureSpec, infer_spec
 
@@ -102,10 +110,18 @@ def _rows(records: list[dict[str, Any]], spec: FeatureSpec) -> list[list[str]]:
     return out
 
 
-def _sklearn(ct: ColumnTransformer, frame) -> np.ndarray:
+def _sklearn(ct: ColumnTransformer, array) -> np.ndarray:
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")  # overflow for 1e308, skipped empty features, unknown categories
-        return np.asarray(ct.transform(frame), dtype=np.float64)
+        return np.asarray(ct.transform(array), dtype=np.float64)
+
+
+def _reloaded(compiled: CompiledTransform, spec: FeatureSpec) -> CompiledTransform:
+    """``compiled`` saved as tables (fast_transform.npz) and loaded back, as serving does."""
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "fast_transform.npz"
+        save_tables(compiled, path, "f" * 64)
+        return load_tables(path, spec, "f" * 64)
 
 
 def _assert_exact(fast: np.ndarray, reference: np.ndarray) -> None:
@@ -118,7 +134,8 @@ def _assert_exact(fast: np.ndarray, reference: np.ndarray) -> None:
 
 
 def _check_everything(fitted: FittedFeatures, compiled: CompiledTransform) -> None:
-    """Batch (all, 100, 1 records) and records / rows: fast == scikit-learn, bit for bit.
+    """Batch (all, 100, 1 records) and records / rows: fast == scikit-learn, bit for bit; the same for
+    the fast path rebuilt from its saved tables (what serving uses).
 
     Smaller batches and single records are compared with rows of one batch transform: scikit-learn's
     transform is row-wise (test_single_record_sklearn_equals_batch_rows checks that too).
@@ -126,18 +143,19 @@ def _check_everything(fitted: FittedFeatures, compiled: CompiledTransform) -> No
     spec, ct = fitted.spec, fitted.transformer
     records = TRAIN + ADVERSARIAL
     rows = _rows(records, spec)
-    reference = _sklearn(ct, records_to_frame(records, spec))
-    row_reference = _sklearn(ct, rows_to_frame(rows, spec))
-    _assert_exact(compiled.records(records), reference)
+    reference = _sklearn(ct, records_to_array(records, spec))
+    row_reference = _sklearn(ct, rows_to_array(rows, spec))
     _assert_exact(fitted.transform_records(records), reference)
-    _assert_exact(compiled.rows(rows), row_reference)
     _assert_exact(fitted.transform_rows(rows), row_reference)
-    start = len(records) - 100
-    _assert_exact(compiled.records(records[start:]), reference[start:])
-    _assert_exact(compiled.rows(rows[start:]), row_reference[start:])
-    for i in [*range(len(TRAIN), len(records)), 0, 1, 2]:  # every adversarial record, a few others
-        _assert_exact(compiled.records([records[i]]), reference[i : i + 1])
-        _assert_exact(compiled.rows([rows[i]]), row_reference[i : i + 1])
+    for fast in (compiled, _reloaded(compiled, spec)):
+        _assert_exact(fast.records(records), reference)
+        _assert_exact(fast.rows(rows), row_reference)
+        start = len(records) - 100
+        _assert_exact(fast.records(records[start:]), reference[start:])
+        _assert_exact(fast.rows(rows[start:]), row_reference[start:])
+        for i in [*range(len(TRAIN), len(records)), 0, 1, 2]:  # every adversarial record, a few others
+            _assert_exact(fast.records([records[i]]), reference[i : i + 1])
+            _assert_exact(fast.rows([rows[i]]), row_reference[i : i + 1])
 
 
 # -- the pipelines build_transformer makes, every option combination --------------------------------
@@ -187,9 +205,9 @@ def test_realistic_spec_and_infrequent_grouping_are_exercised():
 def test_single_record_sklearn_equals_batch_rows():
     """Justifies comparing single-record fast transforms with rows of one batch sklearn transform."""
     fitted = FittedFeatures.fit(TRAIN, BASE_SPEC)
-    batch = _sklearn(fitted.transformer, records_to_frame(ADVERSARIAL, BASE_SPEC))
+    batch = _sklearn(fitted.transformer, records_to_array(ADVERSARIAL, BASE_SPEC))
     for i in range(0, len(ADVERSARIAL), 3):
-        single = _sklearn(fitted.transformer, records_to_frame([ADVERSARIAL[i]], BASE_SPEC))
+        single = _sklearn(fitted.transformer, records_to_array([ADVERSARIAL[i]], BASE_SPEC))
         _assert_exact(single, batch[i : i + 1])
         _assert_exact(fitted.transform_records([ADVERSARIAL[i]]), single)
 
@@ -221,11 +239,11 @@ BAD_RECORDS = [
 
 
 @pytest.mark.parametrize("bad", BAD_RECORDS, ids=[str(i) for i in range(len(BAD_RECORDS))])
-def test_same_errors_as_records_to_frame(bad):
+def test_same_errors_as_records_to_array(bad):
     fitted = FittedFeatures.fit(TRAIN[:50], BASE_SPEC)
     records = [TRAIN[0], TRAIN[1], bad]
     with pytest.raises(FeatureError) as reference:
-        records_to_frame(records, BASE_SPEC)
+        records_to_array(records, BASE_SPEC)
     assert str(reference.value).startswith("record 2: ")
     with pytest.raises(FeatureError) as fast_batch:
         fitted.transform_records(records)
@@ -244,7 +262,7 @@ def test_same_errors_for_rows(row_value):
     bad = list(good)
     bad[BASE_SPEC.input_columns.index("order.amount")] = row_value
     with pytest.raises(FeatureError) as reference:
-        rows_to_frame([good, bad], BASE_SPEC)
+        rows_to_array([good, bad], BASE_SPEC)
     with pytest.raises(FeatureError) as fast:
         fitted.transform_rows([good, bad])
     assert str(fast.value) == str(reference.value)
@@ -266,9 +284,12 @@ NUM, CAT = BASE_SPEC.numeric, BASE_SPEC.categorical
 COMPLETE = [{**flatten(r), **{c: flatten(r).get(c) or "none" for c in CAT}} for r in TRAIN]
 
 
+NUM_AT, CAT_AT = BASE_SPEC.numeric_indices, BASE_SPEC.categorical_indices  # positions in the input array
+
+
 def _ct(numeric: Any, categorical: Any, **kwargs: Any) -> ColumnTransformer:
     return ColumnTransformer(
-        [("num", numeric, NUM), ("cat", categorical, CAT)],
+        [("num", numeric, NUM_AT), ("cat", categorical, CAT_AT)],
         verbose_feature_names_out=False,
         sparse_threshold=0.0,
         **kwargs,
@@ -322,7 +343,7 @@ SUPPORTED = {
 def test_supported_hand_built_transformers_compile_exactly(name):
     ct = SUPPORTED[name]
     training = [dict(r, **{"order.discount": None}) for r in COMPLETE] if name == "keep-empty-features" else COMPLETE
-    ct.fit(records_to_frame(training, BASE_SPEC))
+    ct.fit(records_to_array(training, BASE_SPEC))
     fitted = FittedFeatures(BASE_SPEC, ct)
     assert fitted.fast_path, name
     _check_everything(fitted, compile_transformer(ct, BASE_SPEC))
@@ -375,7 +396,7 @@ UNSUPPORTED = {
     ),
     "ColumnTransformer with sparse output": lambda: (
         ColumnTransformer(
-            [("num", SimpleImputer(), NUM), ("cat", make_pipeline(_impute_cat(), OneHotEncoder()), CAT)],
+            [("num", SimpleImputer(), NUM_AT), ("cat", make_pipeline(_impute_cat(), OneHotEncoder()), CAT_AT)],
             sparse_threshold=1.0,
         ),
         True,
@@ -386,7 +407,7 @@ UNSUPPORTED = {
 @pytest.mark.parametrize("what", list(UNSUPPORTED))
 def test_unsupported_transformers_fall_back_to_sklearn(what, caplog):
     ct, accepts_unknown = UNSUPPORTED[what]()
-    ct.fit(records_to_frame(COMPLETE, BASE_SPEC))
+    ct.fit(records_to_array(COMPLETE, BASE_SPEC))
     with caplog.at_level(logging.WARNING, logger="preprocess"):
         assert compile_transformer(ct, BASE_SPEC) is None
     assert f"fast path not available for {what}; using scikit-learn transform" in caplog.text
@@ -397,7 +418,7 @@ def test_unsupported_transformers_fall_back_to_sklearn(what, caplog):
     records = COMPLETE[:40] + (ADVERSARIAL if accepts_unknown else [])
     if what == "FunctionTransformer":  # sqrt of negative numbers
         records = [r for r in records if r not in ADVERSARIAL[4:6]]
-    expected = _sklearn(ct, records_to_frame(records, BASE_SPEC))
+    expected = _sklearn(ct, records_to_array(records, BASE_SPEC))
     _assert_exact(fitted.transform_records(records), expected)
     _assert_exact(fitted.transform_records(records[:1]), expected[:1])
 
@@ -412,12 +433,27 @@ def test_other_objects_are_not_compiled(caplog):
 
 
 def test_columns_not_in_the_spec_are_not_compiled(caplog):
-    ct = ColumnTransformer([("num", SimpleImputer(), NUM)], verbose_feature_names_out=False)
-    ct.fit(records_to_frame(TRAIN, BASE_SPEC))
+    ct = ColumnTransformer([("num", SimpleImputer(), NUM_AT)], verbose_feature_names_out=False)
+    ct.fit(records_to_array(TRAIN, BASE_SPEC))
     spec = FeatureSpec(numeric=NUM[:2], categorical=CAT)
+    mixed = ColumnTransformer([("both", SimpleImputer(strategy="most_frequent"), [0, len(NUM)])])
+    mixed.fit(records_to_array(COMPLETE, BASE_SPEC))
     with caplog.at_level(logging.WARNING, logger="preprocess"):
         assert compile_transformer(ct, spec) is None
-    assert "mixing numeric, categorical or unknown columns" in caplog.text
+        assert compile_transformer(mixed, BASE_SPEC) is None
+    assert "a ColumnTransformer fitted on 10 columns (the spec has 7)" in caplog.text
+    assert "a transformer mixing numeric and categorical columns" in caplog.text
+
+
+def test_columns_selected_by_name_are_not_compiled(caplog):
+    import pandas as pd  # a development dependency: only a DataFrame lets columns be selected by name
+
+    array = records_to_array(COMPLETE, BASE_SPEC)
+    frame = pd.DataFrame({name: array[:, i] for i, name in enumerate(BASE_SPEC.input_columns)})
+    ct = ColumnTransformer([("num", SimpleImputer(), NUM)], verbose_feature_names_out=False).fit(frame)
+    with caplog.at_level(logging.WARNING, logger="preprocess"):
+        assert compile_transformer(ct, BASE_SPEC) is None
+    assert "column selection by name (select columns by position in spec.input_columns)" in caplog.text
 
 
 def test_compiled_object_is_callable_and_reports_its_width():
@@ -452,3 +488,21 @@ def test_high_cardinality_categories():
     fitted = FittedFeatures.fit(training, spec)
     assert fitted.fast_path
     _assert_exact(fitted.transform_records(records), fitted.transform_records_sklearn(records))
+
+
+def test_tables_keep_every_category_exactly(tmp_path):
+    """Category names survive fast_transform.npz bit for bit: NUL characters (which NumPy's str arrays would
+    strip), lone surrogates (valid in JSON), emoji, and names that differ only in Unicode normalisation."""
+    odd = ["a\x00", "a", "\x00", "\ud800", "🙂", "e\u0301", "\u00e9", " ", "x" * 5000]
+    training = [{"x": float(i), "c": odd[i % len(odd)]} for i in range(60)]
+    for encoding in ("onehot", "ordinal"):
+        spec = FeatureSpec(numeric=["x"], categorical=["c"], categorical_encoding=encoding)
+        fitted = FittedFeatures.fit(training, spec)
+        assert fitted.fast_path
+        fitted.save(tmp_path / encoding)
+        loaded = FittedFeatures.load(tmp_path / encoding)
+        assert loaded.fast_path and loaded._transformer is None
+        probe = [*training[: len(odd)], {"c": "a\x00\x00"}, {"c": "\ud801"}, {}]
+        expected = fitted.transform_records_sklearn(probe)
+        _assert_exact(loaded.transform_records(probe), expected)
+        assert len({tuple(row) for row in expected[: len(odd)].tolist()}) == len(odd)  # all distinct

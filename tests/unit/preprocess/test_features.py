@@ -1,13 +1,13 @@
-"""The feature transform: building, frames, fitting, labels, save/load."""
+"""The feature transform: building, input arrays, fitting, labels, save/load."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import shutil
 
 import numpy as np
-import pandas as pd
 import pytest
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
@@ -15,12 +15,13 @@ from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
 from preprocess_container.features import (
     FEATURES_FILE,
+    TABLES_FILE,
     TRANSFORMER_FILE,
     FeatureError,
     FittedFeatures,
     build_transformer,
-    records_to_frame,
-    rows_to_frame,
+    records_to_array,
+    rows_to_array,
 )
 from preprocess_container.spec import FeatureSpec
 
@@ -48,7 +49,7 @@ def test_build_transformer_default_pipelines():
     assert isinstance(ct, ColumnTransformer)
     assert ct.remainder == "drop" and ct.verbose_feature_names_out is False
     (_, num, num_cols), (_, cat, cat_cols) = ct.transformers
-    assert (num_cols, cat_cols) == (["amount", "customer.age"], ["country", "vip"])
+    assert (num_cols, cat_cols) == ([0, 1], [2, 3])  # positions in SPEC.input_columns: fitted on arrays
     imputer, scaler = (step for _, step in num.steps)
     assert isinstance(imputer, SimpleImputer) and imputer.strategy == "median" and not imputer.add_indicator
     assert isinstance(scaler, StandardScaler)
@@ -79,33 +80,39 @@ def test_build_transformer_options():
     assert encoder.max_categories == 4
 
 
-# -- frames ----------------------------------------------------------------------------------------
+# -- input arrays ----------------------------------------------------------------------------------
 
 
-def test_records_to_frame_types_and_missing_values():
-    frame = records_to_frame(RECORDS, SPEC)
-    assert list(frame.columns) == SPEC.input_columns
-    assert [str(t) for t in frame.dtypes] == ["float64", "float64", "object", "object"]
-    assert frame["amount"].tolist()[:2] == [10.0, 20.0] and math.isnan(frame["amount"][2])
-    assert frame["customer.age"].tolist()[-1] == 44.0  # flattened and dotted records both work
+def _column(array, name):
+    return array[:, SPEC.input_columns.index(name)].tolist()
+
+
+def test_records_to_array_types_and_missing_values():
+    array = records_to_array(RECORDS, SPEC)
+    assert array.dtype == object and array.shape == (5, 4)  # columns: SPEC.input_columns
+    amount = _column(array, "amount")
+    assert amount[:2] == [10.0, 20.0] and math.isnan(amount[2])
+    assert all(type(v) is float for v in amount + _column(array, "customer.age"))  # floats, NaN = missing
+    assert _column(array, "customer.age")[-1] == 44.0  # flattened and dotted records both work
     # categories are strings: 1 -> "1", True -> "True"; missing is NaN (what SimpleImputer looks for)
-    assert frame["country"].tolist()[:2] == ["DE", "US"] and frame["country"][4] == "1"
-    assert pd.isna(frame["country"][2])
-    assert frame["vip"].tolist() == ["True", "False", "False", "True", "True"]
+    country = _column(array, "country")
+    assert country[:2] == ["DE", "US"] and country[4] == "1"
+    assert type(country[2]) is float and math.isnan(country[2])
+    assert _column(array, "vip") == ["True", "False", "False", "True", "True"]
 
 
-def test_rows_to_frame_parses_csv_strings():
+def test_rows_to_array_parses_csv_strings():
     rows = [["12.5", " 7 ", "DE", "True"], ["", "", "", ""], ["1e3", "nan", "東京", "x"]]
-    frame = rows_to_frame(rows, SPEC)
-    assert frame["amount"].tolist()[0] == 12.5 and frame["customer.age"][0] == 7.0
-    assert frame.iloc[1].isna().all()
-    assert frame["amount"][2] == 1000.0 and math.isnan(frame["customer.age"][2])
-    assert frame["country"][2] == "東京"
+    array = rows_to_array(rows, SPEC)
+    assert array[0, 0] == 12.5 and array[0, 1] == 7.0
+    assert all(math.isnan(v) for v in array[1])
+    assert array[2, 0] == 1000.0 and math.isnan(array[2, 1])
+    assert array[2, 2] == "東京"
 
 
-def test_empty_input_gives_an_empty_frame():
-    frame = records_to_frame([], SPEC)
-    assert frame.shape == (0, 4) and list(frame.columns) == SPEC.input_columns
+def test_empty_input_gives_an_empty_array():
+    array = records_to_array([], SPEC)
+    assert array.shape == (0, 4) and array.dtype == object
 
 
 @pytest.mark.parametrize(
@@ -128,13 +135,13 @@ def test_empty_input_gives_an_empty_frame():
 def test_uninterpretable_values_raise_feature_error(record, message):
     records = [{"amount": 1.0}, record]
     with pytest.raises(FeatureError, match=message.replace("(", r"\(").replace("[", r"\[")):
-        records_to_frame(records, SPEC)
+        records_to_array(records, SPEC)
     assert issubclass(FeatureError, ValueError)
 
 
 def test_nan_number_is_missing_and_booleans_are_numbers():
-    frame = records_to_frame([{"amount": float("nan"), "customer.age": True}], SPEC)
-    assert math.isnan(frame["amount"][0]) and frame["customer.age"][0] == 1.0
+    array = records_to_array([{"amount": float("nan"), "customer.age": True}], SPEC)
+    assert math.isnan(array[0, 0]) and array[0, 1] == 1.0
 
 
 @pytest.mark.parametrize(
@@ -147,7 +154,7 @@ def test_nan_number_is_missing_and_booleans_are_numbers():
 )
 def test_bad_rows_raise_feature_error(rows, message):
     with pytest.raises(FeatureError, match=message):
-        rows_to_frame(rows, SPEC)
+        rows_to_array(rows, SPEC)
 
 
 # -- FittedFeatures --------------------------------------------------------------------------------
@@ -263,18 +270,47 @@ def test_label_values_without_label():
 def test_save_and_load_round_trip(fitted, tmp_path):
     fitted.save(tmp_path / "model")
     meta = json.loads((tmp_path / "model" / FEATURES_FILE).read_text())
-    assert meta["format_version"] == 1
+    assert meta["format_version"] == 2
     assert meta["spec"] == SPEC.to_dict()
     assert meta["input_columns"] == SPEC.input_columns
     assert meta["output_columns"] == fitted.output_columns
     assert meta["label"] == "fraud"
     assert meta["fingerprint"] == fitted.fingerprint and len(fitted.fingerprint) == 64
-    assert meta["fast_path"] is True
+    assert meta["fast_path"] is True and meta["fast_transform"] == {"file": TABLES_FILE}
+    assert meta["code"] is None
+    assert sorted(meta["files"]) == [TABLES_FILE, TRANSFORMER_FILE]
+    assert meta["files"][TABLES_FILE] == hashlib.sha256((tmp_path / "model" / TABLES_FILE).read_bytes()).hexdigest()
+    with np.load(tmp_path / "model" / TABLES_FILE, allow_pickle=False) as tables:  # plain arrays, no pickle
+        assert str(tables["fingerprint"]) == fitted.fingerprint
     loaded = FittedFeatures.load(tmp_path / "model")
     assert loaded.fingerprint == fitted.fingerprint and loaded.spec == SPEC and loaded.fast_path
+    assert loaded.output_columns == fitted.output_columns
+    assert loaded._transformer is None  # the fast path came from the tables: scikit-learn not needed
     assert np.array_equal(loaded.transform_records(RECORDS), fitted.transform_records(RECORDS))
+    assert np.array_equal(loaded.transform_rows([["1", "", "DE", ""]]), fitted.transform_rows([["1", "", "DE", ""]]))
     assert np.array_equal(loaded.transform_records_sklearn(RECORDS), fitted.transform_records(RECORDS))
+    assert loaded._transformer is not None  # loaded on demand, checked against features.json
     assert not list((tmp_path / "model").glob("*.tmp"))
+
+
+def test_a_model_without_fast_path_loads_the_sklearn_transform(tmp_path, caplog):
+    fitted = FittedFeatures.fit(RECORDS, SPEC, fast=False)
+    FittedFeatures.fit(RECORDS, SPEC).save(tmp_path)  # an earlier save's tables must not survive
+    fitted.save(tmp_path)
+    meta = json.loads((tmp_path / FEATURES_FILE).read_text())
+    assert meta["fast_path"] is False and meta["fast_transform"] is None and list(meta["files"]) == [TRANSFORMER_FILE]
+    assert not (tmp_path / TABLES_FILE).exists()
+    loaded = FittedFeatures.load(tmp_path)
+    assert not loaded.fast_path and loaded.fingerprint == fitted.fingerprint
+    assert "fast path not available for this model" in caplog.text and "using scikit-learn transform" in caplog.text
+    assert np.array_equal(loaded.transform_records(RECORDS), fitted.transform_records_sklearn(RECORDS))
+
+
+def test_load_with_fast_false_uses_sklearn(fitted, tmp_path):
+    fitted.save(tmp_path)
+    loaded = FittedFeatures.load(tmp_path, fast=False)
+    assert not loaded.fast_path and loaded._transformer is not None
+    assert np.array_equal(loaded.transform_records(RECORDS), fitted.transform_records(RECORDS))
 
 
 def test_fingerprint_is_stable_and_tracks_the_fit(fitted):
@@ -289,27 +325,82 @@ def test_load_missing_files(fitted, tmp_path):
     with pytest.raises(FileNotFoundError, match=r"features\.json not found"):
         FittedFeatures.load(tmp_path)
     fitted.save(tmp_path)
+    (tmp_path / TABLES_FILE).unlink()
+    with pytest.raises(FileNotFoundError, match=r"fast_transform\.npz not found"):
+        FittedFeatures.load(tmp_path)
     (tmp_path / TRANSFORMER_FILE).unlink()
     with pytest.raises(FileNotFoundError, match=r"transformer\.joblib not found"):
         FittedFeatures.load(tmp_path)
 
 
+def _edit(model_dir, **changes):
+    path = model_dir / FEATURES_FILE
+    meta = json.loads(path.read_text())
+    meta.update(changes)
+    path.write_text(json.dumps(meta))
+
+
+def _rehash(model_dir):
+    """Record the current digests of the files, so that the checks behind the sha256 check are reached."""
+    meta = json.loads((model_dir / FEATURES_FILE).read_text())
+    digests = {name: hashlib.sha256((model_dir / name).read_bytes()).hexdigest() for name in meta["files"]}
+    _edit(model_dir, files=digests)
+
+
+def _garbage(model_dir, name, rehash=False):
+    (model_dir / name).write_bytes(b"garbage")
+    if rehash:
+        _rehash(model_dir)
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "sklearn"])
 @pytest.mark.parametrize(
     ("damage", "message"),
     [
         (lambda d: (d / FEATURES_FILE).write_text("{not json"), "features.json is not valid JSON"),
         (lambda d: (d / FEATURES_FILE).write_text("[]"), "expected a JSON object"),
-        (lambda d: _edit(d, format_version=2), "unsupported format_version 2"),
+        (lambda d: _edit(d, format_version=3), "unsupported format_version 3"),
+        (lambda d: _edit(d, format_version=1), "unsupported format_version 1 .*train the model again"),
         (lambda d: _edit(d, spec={"numeric": []}), "invalid spec"),
-        (lambda d: _edit(d, fingerprint="0" * 64), "fingerprint differs"),
-        (lambda d: _edit(d, output_columns=["x"]), "output columns differ"),
-        (lambda d: (d / TRANSFORMER_FILE).write_bytes(b"garbage"), "transformer.joblib cannot be loaded"),
+        (lambda d: _edit(d, fingerprint="0" * 64), "come from different fits"),
+        (lambda d: _edit(d, output_columns=["x"]), "output (width|columns) differ"),
+        (lambda d: _edit(d, files="x"), "invalid 'files' entry"),
+        (lambda d: _edit(d, files={TRANSFORMER_FILE: "0" * 64, "../x": "0"}), "invalid 'files' entry '../x'"),
+        (lambda d: _garbage(d, TRANSFORMER_FILE), r"transformer\.joblib does not match .*sha256 differs"),
+        (lambda d: _garbage(d, TABLES_FILE), r"fast_transform\.npz does not match .*sha256 differs"),
     ],
 )
-def test_load_corrupt_files(fitted, tmp_path, damage, message):
+def test_load_corrupt_files(fitted, tmp_path, damage, message, fast):
     fitted.save(tmp_path)
     damage(tmp_path)
     with pytest.raises(ValueError, match=message):
+        FittedFeatures.load(tmp_path, fast=fast)
+
+
+def test_unreadable_files_behind_matching_digests(fitted, tmp_path):
+    fitted.save(tmp_path)
+    _garbage(tmp_path, TABLES_FILE, rehash=True)
+    with pytest.raises(ValueError, match=r"fast_transform\.npz cannot be read"):
+        FittedFeatures.load(tmp_path)
+    fitted.save(tmp_path)
+    _garbage(tmp_path, TRANSFORMER_FILE, rehash=True)
+    with pytest.raises(ValueError, match=r"transformer\.joblib cannot be loaded"):
+        FittedFeatures.load(tmp_path, fast=False)
+    loaded = FittedFeatures.load(tmp_path)  # the fast path does not need it...
+    assert np.array_equal(loaded.transform_records(RECORDS), fitted.transform_records(RECORDS))
+    with pytest.raises(ValueError, match=r"transformer\.joblib cannot be loaded"):
+        loaded.transform_records_sklearn(RECORDS)  # ...the reference path does, and checks it
+
+
+def test_inconsistent_tables_are_refused(fitted, tmp_path):
+    fitted.save(tmp_path)
+    with np.load(tmp_path / TABLES_FILE, allow_pickle=False) as data:
+        arrays = {name: data[name] for name in data.files}
+    arrays["num_out"] = arrays["num_out"] + 100  # output columns out of range
+    with open(tmp_path / TABLES_FILE, "wb") as f:
+        np.savez(f, **arrays)
+    _rehash(tmp_path)
+    with pytest.raises(ValueError, match=r"fast_transform\.npz: inconsistent tables: numeric indices"):
         FittedFeatures.load(tmp_path)
 
 
@@ -320,6 +411,13 @@ def test_load_detects_files_from_different_fits(fitted, tmp_path):
     shutil.copy(tmp_path / "b" / TRANSFORMER_FILE, tmp_path / "a" / TRANSFORMER_FILE)
     with pytest.raises(ValueError, match="come from different fits"):
         FittedFeatures.load(tmp_path / "a")
+    # Digests updated as well: the fingerprints still tell the fits apart (tables, then transformer).
+    shutil.copy(tmp_path / "b" / TABLES_FILE, tmp_path / "a" / TABLES_FILE)
+    _rehash(tmp_path / "a")
+    with pytest.raises(ValueError, match=r"fast_transform\.npz does not match features\.json \(fingerprint"):
+        FittedFeatures.load(tmp_path / "a")
+    with pytest.raises(ValueError, match=r"transformer\.joblib does not match .*\(fingerprint differs\)"):
+        FittedFeatures.load(tmp_path / "a", fast=False)
 
 
 def test_load_refuses_other_objects(fitted, tmp_path):
@@ -327,15 +425,9 @@ def test_load_refuses_other_objects(fitted, tmp_path):
 
     fitted.save(tmp_path)
     joblib.dump({"not": "a transformer"}, tmp_path / TRANSFORMER_FILE)
+    _rehash(tmp_path)
     with pytest.raises(ValueError, match="does not hold a fitted ColumnTransformer"):
-        FittedFeatures.load(tmp_path)
-
-
-def _edit(model_dir, **changes):
-    path = model_dir / FEATURES_FILE
-    meta = json.loads(path.read_text())
-    meta.update(changes)
-    path.write_text(json.dumps(meta))
+        FittedFeatures.load(tmp_path, fast=False)
 
 
 def test_colliding_output_column_names_are_explained():
