@@ -126,10 +126,11 @@ def train_cluster(client: docker_sdk.DockerClient, image: str, jobs: list[OptMl]
     try:
         for job in jobs:
             job.write_config()
+            # One interface per host, as on SageMaker: only the job's network, where its name resolves.
             container = client.containers.create(
-                image, ["train"], hostname=job.current_host,
+                image, ["train"], hostname=job.current_host, network=network.name,
+                networking_config={network.name: client.api.create_endpoint_config(aliases=[job.current_host])},
                 volumes={str(job.root): {"bind": "/opt/ml", "mode": "rw"}})
-            network.connect(container, aliases=[job.current_host])
             containers.append(container)
         started = time.monotonic()
         for container in containers:

@@ -47,7 +47,8 @@ def collective_group(env: TrainingEnvironment) -> Iterator[None]:
     leader_address = _resolve(env.hosts[0], deadline)
     tracker = None
     if env.is_leader:
-        tracker = RabitTracker(n_workers=len(env.hosts), host_ip=leader_address, port=TRACKER_PORT,
+        # Listen on every interface: a host may have several, and the others reach it by its name.
+        tracker = RabitTracker(n_workers=len(env.hosts), host_ip="0.0.0.0", port=TRACKER_PORT,
                                sortby="task", timeout=BOOTSTRAP_TIMEOUT_S)
         tracker.start()
         log.info("tracker for %d hosts on %s:%d", len(env.hosts), leader_address, TRACKER_PORT)
