@@ -7,7 +7,8 @@
 #
 # Each image is tagged <prefix><name>:<version> (VERSION file) and <prefix><name>:<git-sha>.
 # Options: --base-image IMAGE (default: the local base made by scripts/make_base_image.sh if present,
-# else the Dockerfile's debian:bookworm-slim), --prefix P (default smkit-), --no-cache.
+# else the Dockerfile's debian:bookworm-slim), --prefix P (default smkit-), --no-cache,
+# --build-arg NAME=VALUE (repeatable, e.g. WITH_PARQUET=true for xgboost; pair it with another --prefix).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -17,9 +18,10 @@ BASE_IMAGE="${BASE_IMAGE:-}"
 PUSH=0
 REGISTRY=""
 NO_CACHE=()
+BUILD_ARGS=()
 NAMES=()
 
-usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 
 while (($#)); do
   case "$1" in
@@ -28,6 +30,7 @@ while (($#)); do
     --base-image) BASE_IMAGE="${2:?--base-image needs a value}"; shift ;;
     --prefix) PREFIX="${2?}"; shift ;;
     --no-cache) NO_CACHE=(--no-cache) ;;
+    --build-arg) BUILD_ARGS+=(--build-arg "${2:?--build-arg needs NAME=VALUE}"); shift ;;
     -h|--help) usage 0 ;;
     -*) echo "unknown option $1" >&2; usage 2 ;;
     *) NAMES+=("$1") ;;
@@ -83,7 +86,7 @@ for name in "${NAMES[@]}"; do
   scripts/fill_wheelhouse.sh "$name"
   # The context is exactly what the Dockerfile uses: a tar stream, so no other image's wheels travel.
   tar -c --exclude=__pycache__ requirements "containers/$name" "wheelhouse/$name" wheelhouse/serving_common |
-    docker build "${NO_CACHE[@]}" "${BASE_ARGS[@]}" -f "containers/$name/Dockerfile" \
+    docker build "${NO_CACHE[@]}" "${BASE_ARGS[@]}" "${BUILD_ARGS[@]}" -f "containers/$name/Dockerfile" \
       -t "$image:$VERSION" -t "$image:$SHA" --label "org.opencontainers.image.version=$VERSION" \
       --label "org.opencontainers.image.revision=$SHA" - | grep -v '^ ---> \|^Removing intermediate' || {
         echo "[build] $image failed" >&2; exit 1; }

@@ -9,10 +9,17 @@ req="containers/$name/requirements.txt"
 dest="wheelhouse/$name"
 [ -f "$req" ] || { echo "no $req" >&2; exit 1; }
 mkdir -p "$dest"
+# Optional extras (containers/<name>/requirements-*.txt, e.g. xgboost's Parquet support) are downloaded too,
+# so that an opt-in build (--build-arg) needs no network either; the default image does not install them.
+shopt -s nullglob
+reqs=("$req" "containers/$name"/requirements-*.txt)
+shopt -u nullglob
+req_args=()
+for r in "${reqs[@]}"; do req_args+=(-r "$r"); done
 
 PY="${PYTHON:-python3}"
 stamp="$dest/.requirements.sha256"
-digest="$(cat "$req" requirements/serving.txt | sha256sum | cut -d' ' -f1)"
+digest="$(cat "${reqs[@]}" requirements/serving.txt | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$digest" ]; then
   echo "[wheelhouse] downloading wheels for $name"
   rm -f "$dest"/*.whl
@@ -20,7 +27,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$digest" ]; then
   "$PY" -m pip download --quiet --disable-pip-version-check --only-binary=:all: \
     --python-version 3.11 --implementation cp --platform manylinux_2_28_x86_64 \
     --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform any \
-    -r "$req" -d "$dest" 2> >(grep -v "Location 'file" >&2)
+    "${req_args[@]}" -d "$dest" 2> >(grep -v "Location 'file" >&2)
   echo "$digest" >"$stamp"
 fi
 echo "[wheelhouse] $dest: $(ls "$dest"/*.whl | wc -l) wheels"

@@ -103,6 +103,7 @@ XGBOOST = ImageDescriptor(
     accepts=("text/csv", "application/json", "application/jsonlines", "application/x-npy"),
     wrong_shape=_xgboost_wrong_shape,
     large_payload=_xgboost_large,
+    multi_model=True,
 )
 
 DESCRIPTORS = [PREPROCESS, XGBOOST]

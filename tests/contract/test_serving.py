@@ -197,9 +197,15 @@ def test_missing_model_exits_non_zero_with_a_clear_log_line(docker, image, tmp_p
         assert "MODEL LOAD FAILED" in server.logs()
 
 
-def test_multi_model_is_refused_when_unsupported(docker, image, descriptor, model_dir):
-    if descriptor.multi_model:
-        pytest.skip("this image serves multi-model endpoints (tested with its own suite)")
-    with ServingContainer(docker, image, model_dir, env={"SAGEMAKER_MULTI_MODEL": "true"}) as server:
-        assert server.wait_exit(timeout=60) != 0
-        assert "multi-model" in server.logs()
+def test_multi_model_mode_starts_empty_or_is_refused(docker, image, descriptor):
+    """SAGEMAKER_MULTI_MODEL=true: an image that supports it starts with no model and answers /ping;
+    one that does not exits with a clear message (instead of serving something else)."""
+    labels = docker.images.get(image).labels
+    assert (labels.get("com.amazonaws.sagemaker.capabilities.multi-models") == "true") == descriptor.multi_model
+    with ServingContainer(docker, image, None, env={"SAGEMAKER_MULTI_MODEL": "true"}) as server:
+        if descriptor.multi_model:
+            server.wait_ready()
+            assert requests.get(f"{server.url}/models", timeout=5).json() == {"models": []}
+        else:
+            assert server.wait_exit(timeout=60) != 0
+            assert "multi-model" in server.logs()

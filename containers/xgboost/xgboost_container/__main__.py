@@ -8,7 +8,7 @@ from .handler import XGBoostHandler
 from .hyperparameters import HYPERPARAMETERS
 from .train import train
 
-CONTAINER = Container("xgboost", XGBoostHandler, train, HYPERPARAMETERS)
+CONTAINER = Container("xgboost", XGBoostHandler, train, HYPERPARAMETERS, multi_model=True)
 
 if __name__ == "__main__":
     sys.exit(main(CONTAINER))
