@@ -171,9 +171,10 @@ class InferenceApp:
             )
             response = await self._invoke(request, model)
         await _send(send, response, request_id)
-        access_log.info("invocation id=%s%s status=%d ms=%.3f in=%d out=%d", request_id,
-                        f" model={model}" if model is not None else "", response.status,
-                        (time.perf_counter() - started) * 1e3, len(body), len(response.body))
+        if self.settings.access_log or response.status >= 400:
+            access_log.info("invocation id=%s%s status=%d ms=%.3f in=%d out=%d", request_id,
+                            f" model={model}" if model is not None else "", response.status,
+                            (time.perf_counter() - started) * 1e3, len(body), len(response.body))
 
     async def _invoke(self, request: Request, model: str | None) -> Response:
         assert self.service is not None

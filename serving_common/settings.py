@@ -26,6 +26,8 @@ MODEL_DIR = "SM_MODEL_DIR"
 LOG_LEVEL = "SMKIT_LOG_LEVEL"
 # The unprivileged account that request-handling workers switch to (created in every image).
 WORKER_USER = "SMKIT_WORKER_USER"
+# One log line per successful invocation (failed ones are always logged); off saves ~0.1 ms CPU a request.
+ACCESS_LOG = "SMKIT_ACCESS_LOG"
 # Multi-model endpoints: memory the loaded models may take, all workers together (MB). Unset: a
 # fraction of the container's memory limit (serving_common.multi_model.memory_budget_bytes).
 MME_MEMORY_BUDGET_MB = "SMKIT_MME_MEMORY_BUDGET_MB"
@@ -66,9 +68,11 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
-def _bool(env: Mapping[str, str], name: str) -> bool:
+def _bool(env: Mapping[str, str], name: str, default: bool = False) -> bool:
     raw = env.get(name, "").strip().lower()
-    if raw in ("", "false", "0", "no"):
+    if not raw:
+        return default
+    if raw in ("false", "0", "no"):
         return False
     if raw in ("true", "1", "yes"):
         return True
@@ -128,6 +132,7 @@ class Settings:
     models_dir: Path = Path("/opt/ml/models")
     worker_user: str | None = None
     log_level: str = "INFO"
+    access_log: bool = True
     mme_memory_budget_mb: float | None = None  # None: derived from the memory limit at start
 
     @property
@@ -158,5 +163,6 @@ class Settings:
             model_dir=Path(env.get(MODEL_DIR, "").strip() or "/opt/ml/model"),
             worker_user=env.get(WORKER_USER, "").strip() or None,
             log_level=_log_level(env),
+            access_log=_bool(env, ACCESS_LOG, default=True),
             mme_memory_budget_mb=_float(env, MME_MEMORY_BUDGET_MB, 0.0) or None,
         )

@@ -294,3 +294,15 @@ def test_client_that_disconnects_mid_body_gets_no_prediction(client):
              "headers": [(b"content-type", b"application/json")]}
     client.loop.run_until_complete(client.app(scope, receive, send))
     assert sent == []
+
+
+def test_access_log_can_be_turned_off_but_failures_are_always_logged(make_app, asgi_client, caplog):
+    client = asgi_client(make_app(SMKIT_ACCESS_LOG="false"))
+    client.startup()
+    with caplog.at_level(logging.INFO, logger="serving_common.access"):
+        assert post(client, b"[[1, 2]]", x_request_id="quiet-ok").status == 200
+        assert post(client, b"[[1]]", x_request_id="loud-bad").status == 400
+    messages = [record.getMessage() for record in caplog.records if record.name == "serving_common.access"]
+    assert not any("quiet-ok" in m for m in messages)
+    assert any("loud-bad" in m and "status=400" in m for m in messages)
+    client.shutdown()
