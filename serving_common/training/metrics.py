@@ -22,7 +22,8 @@ def log_metrics(step: int, values: Mapping[str, float]) -> None:
 
 def metric_regex(name: str) -> str:
     """Matches the metric in the raw line (TAB) and as CloudWatch renders it (#011)."""
-    return rf".*\[[0-9]+\].*(?:\t|#011){re.escape(name)}:({_NUMBER}).*"
+    escaped = re.escape(name).replace("\\-", "-")  # a hyphen needs no escape outside [...]
+    return rf".*\[[0-9]+\].*(?:\t|#011){escaped}:({_NUMBER}).*"
 
 
 def metric_definitions(names: Iterable[str]) -> list[dict[str, str]]:
