@@ -152,22 +152,30 @@ def train_cluster(client: docker_sdk.DockerClient, image: str, jobs: list[OptMl]
 
 
 class ServingContainer:
-    """``docker run IMAGE serve`` as SageMaker runs it, the port published on loopback."""
+    """``docker run IMAGE serve`` as SageMaker runs it, the port published on loopback.
+
+    ``host_network=True`` runs it in the host's network namespace instead, on a free port given as
+    SAGEMAKER_BIND_TO_PORT: no docker-proxy in the request path (SageMaker has none), for benchmarks.
+    """
 
     def __init__(self, client: docker_sdk.DockerClient, image: str, model_dir: Path | None,
                  env: Mapping[str, str] | None = None, read_only: bool = True, port: int = 8080,
-                 volumes: Mapping[str, Mapping[str, str]] | None = None) -> None:
+                 volumes: Mapping[str, Mapping[str, str]] | None = None, host_network: bool = False) -> None:
         env = dict(env or {})
+        self.host_port = free_port()
+        if host_network:
+            port = self.host_port
         if port != 8080:
             env["SAGEMAKER_BIND_TO_PORT"] = str(port)
         mounts = dict(volumes or {})
         if model_dir is not None:
             _open_dirs(model_dir)
             mounts[str(model_dir)] = {"bind": "/opt/ml/model", "mode": "ro"}
-        self.host_port = free_port()
+        network = {"network_mode": "host"} if host_network else {
+            "ports": {f"{port}/tcp": ("127.0.0.1", self.host_port)}}
         self.container = client.containers.run(
             image, ["serve"], detach=True, environment=env, volumes=mounts, read_only=read_only,
-            tmpfs={"/tmp": ""} if read_only else None, ports={f"{port}/tcp": ("127.0.0.1", self.host_port)})
+            tmpfs={"/tmp": ""} if read_only else None, **network)
         self.url = f"http://127.0.0.1:{self.host_port}"
 
     def wait_ready(self, timeout: float = 60) -> float:

@@ -1,0 +1,72 @@
+"""The classic bring-your-own serving style for comparison: flask apps run by gunicorn (sync or gthread).
+
+    gunicorn -w 2 -k sync --chdir bench flask_apps:echo_app
+    BENCH_MODEL_DIR=DIR gunicorn -w 2 -k sync --chdir bench 'flask_apps:preprocess_app()'
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+from flask import Flask, Response, request
+
+from serving_common import encoders
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _with_ping(app: Flask) -> Flask:
+    @app.get("/ping")
+    def ping() -> Response:
+        return Response(b"", status=200, mimetype="text/plain")
+
+    return app
+
+
+def _echo() -> Flask:
+    app = _with_ping(Flask("echo"))
+
+    @app.post("/invocations")
+    def invocations() -> Response:
+        return Response(request.get_data(), status=200, mimetype=request.mimetype or "text/csv")
+
+    return app
+
+
+def preprocess_app() -> Flask:
+    """The plain scikit-learn path, as bring-your-own examples write it: per request, the records go into a
+    pandas DataFrame (``json_normalize`` flattens them), its columns into the fitted ColumnTransformer.
+
+    The model directory (``BENCH_MODEL_DIR``) is the one the preprocess image's ``train`` wrote; the
+    CSV encoding is serving_common's, so the response bytes equal the image's. ``preprocess_container``
+    is imported from containers/preprocess, or from ``BENCH_PREPROCESS_CODE`` (a directory holding it).
+    """
+    sys.path.insert(0, os.environ.get("BENCH_PREPROCESS_CODE") or str(ROOT / "containers" / "preprocess"))
+    import numpy as np
+    import pandas as pd
+
+    from preprocess_container.features import FittedFeatures
+
+    features = FittedFeatures.load(os.environ["BENCH_MODEL_DIR"])
+    transformer, spec = features.transformer, features.spec
+    app = _with_ping(Flask("preprocess"))
+
+    @app.post("/invocations")
+    def invocations() -> Response:
+        data = json.loads(request.get_data())
+        records = data if isinstance(data, list) else data.get("instances", [data])
+        frame = pd.json_normalize(records).reindex(columns=spec.input_columns)
+        frame[spec.numeric] = frame[spec.numeric].astype("float64")
+        categorical = frame[spec.categorical].astype(object)
+        frame[spec.categorical] = categorical.where(categorical.notna(), np.nan).map(
+            lambda v: v if v is np.nan else str(v))
+        matrix = np.asarray(transformer.transform(frame.to_numpy(dtype=object)), dtype=np.float64)
+        return Response(encoders.encode_csv(matrix), status=200, mimetype="text/csv")
+
+    return app
+
+
+echo_app = _echo()

@@ -1,0 +1,158 @@
+"""The HTTP stack choice, side by side on the host (no docker), each with 2 workers and an empty handler
+(the request body comes back as the response):
+
+  ours          serving_common.server: gunicorn master + uvicorn workers (uvloop, httptools), plain ASGI app,
+                at the images' default log level INFO (one access-log line per request)
+  ours, no access log   the same at WARNING
+  flask sync    flask under gunicorn's sync workers (the classic bring-your-own container)
+  flask gthread flask under gunicorn's gthread workers (4 threads each; keeps connections alive)
+
+Each is loaded with POST text/csv "1,2,3": closed loop with wrk, paced keep-alive load with wrk's Lua
+``delay()``, and open loop with httperf (a new connection per request). Prints figures; asserts nothing.
+
+    .venv/bin/python bench/http_stack.py [--duration 5] [--rate 1000] [--no-gthread]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from empty_server import write_model
+from loadgen import (
+    BENCH,
+    CpuMeter,
+    Payload,
+    Result,
+    Server,
+    exit_on_sigterm,
+    find,
+    free_port,
+    ratio,
+    result_headers,
+    result_row,
+    run_httperf,
+    run_wrk,
+    table,
+)
+
+WORKERS = 2
+OURS = "ours (serving_common)"
+OURS_QUIET = "ours, no access log"
+CSV_PAYLOAD = Payload(b"1,2,3", "text/csv")
+
+
+def ours_server(work: Path, workers: int = WORKERS, log_level: str = "INFO", name: str = OURS) -> Server:
+    """Our stack with the empty handler (model: a one-file directory under ``work``).
+
+    At INFO (the images' default) every invocation writes an access-log line; WARNING leaves it out.
+    """
+    model_dir = write_model(work / "empty-model")
+    argv = [sys.executable, str(BENCH / "empty_server.py"), f"--port={(port := free_port())}",
+            f"--workers={workers}", f"--model-dir={model_dir}", f"--log-level={log_level}"]
+    return Server(name, argv, port, work)
+
+
+def flask_server(work: Path, app: str, worker_class: str = "sync", workers: int = WORKERS,
+                 env: Mapping[str, str] | None = None, name: str | None = None) -> Server:
+    """A flask app of bench/flask_apps.py under gunicorn (no access log: gunicorn's default)."""
+    port = free_port()
+    argv = [sys.executable, "-m", "gunicorn", f"--workers={workers}", f"--worker-class={worker_class}",
+            f"--bind=127.0.0.1:{port}", "--log-level=warning", "--chdir", str(BENCH)]
+    if worker_class == "gthread":
+        argv.append("--threads=4")
+    return Server(name or f"flask {worker_class}", [*argv, app], port, work, env=env)
+
+
+def load_suite(name: str, url: str, payload: Payload, meters: Mapping[str, CpuMeter], *, duration_s: int,
+               rate: float, closed: bool = True, paced: bool = True, open_loop: bool = True) -> list[Result]:
+    """Closed loop (wrk, 32 connections), paced (wrk delay, 64 connections) and open loop (httperf) against
+    a ready server, in that order (the open loop last: it is the one that can leave a backlog behind)."""
+    runs: list[Callable[[], Result]] = []
+    if closed:
+        runs.append(lambda: run_wrk(name, url, payload, connections=32, duration_s=duration_s, meters=meters))
+    if paced:
+        runs.append(lambda: run_wrk(name, url, payload, connections=64, duration_s=duration_s, rate=rate,
+                                    meters=meters))
+    if open_loop:
+        runs.append(lambda: run_httperf(name, url, payload, rate=rate, duration_s=duration_s, meters=meters))
+    results = []
+    for run in runs:
+        results.append(run())
+        time.sleep(0.5)  # let the previous run's connections close
+    return results
+
+
+def warm_up(url: str, payload: Payload) -> None:
+    """One second of closed-loop load, not reported (first requests pay for lazy imports and caches)."""
+    run_wrk("warm-up", url, payload, connections=8, duration_s=1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=int, default=5, help="seconds per measurement (default 5)")
+    parser.add_argument("--rate", type=float, default=1000, help="fixed rate in req/s (default 1000)")
+    parser.add_argument("--no-gthread", action="store_true", help="leave out flask under gthread")
+    args = parser.parse_args(argv)
+    exit_on_sigterm()
+
+    work = Path(tempfile.mkdtemp(prefix="bench-http-stack-"))
+    started = time.monotonic()
+    results: list[Result] = []
+    servers = [ours_server(work), ours_server(work, log_level="WARNING", name=OURS_QUIET),
+               flask_server(work, "flask_apps:echo_app", "sync")]
+    if not args.no_gthread:
+        servers.append(flask_server(work, "flask_apps:echo_app", "gthread"))
+    try:
+        for server in servers:
+            print(f"\n==> {server.name}", flush=True)
+            with server:
+                warm_up(server.url, CSV_PAYLOAD)
+                # wrk's paced mode connects, then waits: a sync worker would sit blocked on the idle socket.
+                for result in load_suite(server.name, server.url, CSV_PAYLOAD, {"server": server.cpu_seconds},
+                                         duration_s=args.duration, rate=args.rate, paced=server.name != "flask sync"):
+                    print(result.summary(), flush=True)
+                    results.append(result)
+        print_report(results, args.rate)
+        print(f"\n(done in {time.monotonic() - started:.0f} s)")
+        return 0
+    finally:
+        for server in servers:
+            server.stop()  # a no-op unless an error left it running
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def print_report(results: list[Result], rate: float) -> None:
+    print("\nHTTP stack, empty handler, 2 workers each, POST text/csv \"1,2,3\" (generator on the same 2 cores)")
+    print(table(result_headers(), [result_row(result) for result in results]))
+    print("  wrk closed: 1 thread, 32 connections kept alive; latency from wrk's own samples (exact).")
+    print(f"  wrk paced: 64 kept-alive connections, each waiting a random 0-{2 * 64e3 / rate:.0f} ms before each "
+          f"request (~{rate:.0f}/s offered; slightly less achieved).")
+    print(f"  httperf open: {rate:.0f} new connections/s, one request each (--wsesslog sessions of one call): arrivals "
+          "do not wait for responses; latency = connection lifetime, from its 1 ms histogram (bin upper edge).")
+    print("  srv CPU: utime+stime of the server's process tree (master + workers) during the run.")
+    print("  flask sync has no paced row: wrk connects before its delay and a sync worker would sit blocked on the")
+    print("  idle connection; it closes every connection anyway, so httperf's one-request connections suit it.")
+    rows = []
+    for ours in (OURS, OURS_QUIET):
+        for other in ("flask sync", "flask gthread"):
+            closed_ours, closed_other = find(results, ours, "closed"), find(results, other, "closed")
+            open_ours, open_other = find(results, ours, "open"), find(results, other, "open")
+            if not (closed_ours and closed_other and open_ours and open_other):
+                continue
+            rows.append([f"{ours} / {other}", ratio(closed_ours.rps, closed_other.rps),
+                         ratio(closed_ours.cpu_ms_per_request(), closed_other.cpu_ms_per_request()),
+                         ratio(closed_ours.p99_ms, closed_other.p99_ms),
+                         ratio(open_ours.cpu_ms_per_request(), open_other.cpu_ms_per_request()),
+                         ratio(open_ours.p99_ms, open_other.p99_ms)])
+    if rows:
+        print("\nRatios (ours / theirs; >1x req/s is better, <1x CPU and latency is better)")
+        print(table(["", "closed req/s", "closed CPU/req", "closed p99", "open CPU/req", "open p99"], rows))
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,502 @@
+"""Shared pieces of the benchmarks: servers under test, the load generators (wrk, httperf) and the
+parsing of their output, CPU accounting from /proc, and the printed tables.
+
+Load always comes from a separate generator process on 127.0.0.1 and every run is bounded in time.
+The generator's own CPU is measured (``getrusage`` of reaped children): on a small machine it competes
+with the server for the same cores.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import math
+import os
+import re
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # the scripts run as files: make local_test importable
+
+HOST = "127.0.0.1"
+WRK = "/usr/bin/wrk"
+HTTPERF = "/usr/bin/httperf"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+CpuMeter = Callable[[], float]
+
+
+# -- CPU accounting ----------------------------------------------------------------------------------
+
+
+def _stat(pid: int) -> tuple[int, float] | None:
+    """(ppid, CPU seconds) of a process: utime + stime + cutime + cstime (threads and reaped children in)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2:].split()  # fields[0] is field 3 (state) of proc(5)
+    ticks = sum(int(value) for value in fields[11:15])  # utime, stime, cutime, cstime
+    return int(fields[1]), ticks / CLK_TCK
+
+
+def _processes() -> dict[int, tuple[int, float]]:
+    found = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit() and (stat := _stat(int(entry.name))) is not None:
+            found[int(entry.name)] = stat
+    return found
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """CPU seconds used so far by ``root`` and its living descendants (e.g. a gunicorn master + workers)."""
+    processes = _processes()
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _) in processes.items():
+        children.setdefault(ppid, []).append(pid)
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        if pid in processes:
+            total += processes[pid][1]
+            todo.extend(children.get(pid, ()))
+    return total
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """CPU seconds used so far by one process (all its threads), without its living children."""
+    stat = _stat(pid)
+    return stat[1] if stat else 0.0
+
+
+def parent_pid(pid: int) -> int | None:
+    stat = _stat(pid)
+    return stat[0] if stat else None
+
+
+def pids_named(name: str) -> list[int]:
+    """Processes whose command name (``/proc/<pid>/comm``) is ``name``."""
+    pids = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                if Path(f"/proc/{entry.name}/comm").read_text().strip() == name:
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+def docker_proxy_pids(host_port: int) -> list[int]:
+    """docker-proxy processes forwarding ``host_port`` (the userland proxy of a published port)."""
+    wanted = b"\0-host-port\0" + str(host_port).encode() + b"\0"
+    pids = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry.name}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"docker-proxy" in cmdline and wanted in cmdline + b"\0":
+            pids.append(int(entry.name))
+    return pids
+
+
+def children_cpu_seconds() -> float:
+    """CPU seconds of this process's children that have been waited for (the finished generators)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+# -- servers under test ------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def wait_ready(url: str, timeout: float = 30.0, alive: Callable[[], bool] | None = None,
+               interval: float = 0.01) -> float:
+    """Seconds until ``GET url`` answers 200 (polled every ``interval``); raises if ``alive()`` turns false."""
+    parts = urlsplit(url)
+    started = time.monotonic()
+    checked = started
+    while True:
+        try:
+            connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=1)
+            try:
+                connection.request("GET", parts.path or "/")
+                if connection.getresponse().status == 200:
+                    return time.monotonic() - started
+            finally:
+                connection.close()
+        except (OSError, http.client.HTTPException):
+            pass  # not listening yet (a docker-proxy accepts, then resets)
+        now = time.monotonic()
+        if now - started > timeout:
+            raise TimeoutError(f"no 200 from {url} within {timeout} s")
+        if alive is not None and now - checked > 0.5:
+            checked = now
+            if not alive():
+                raise RuntimeError(f"the server behind {url} exited before answering")
+        time.sleep(interval)
+
+
+class Server:
+    """A server process group started on the host; stopped (SIGTERM, then SIGKILL) by ``stop``/``with``."""
+
+    def __init__(self, name: str, argv: Sequence[str], port: int, log_dir: Path,
+                 env: Mapping[str, str] | None = None, cwd: Path | None = None) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self.port = port
+        self.url = f"http://{HOST}:{port}"
+        self.log_path = log_dir / f"{name.replace(' ', '_').replace('/', '_')}.log"
+        self.env = {**os.environ, **(env or {})}
+        self.cwd = cwd
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 60.0) -> float:
+        """Start it and wait for 200 on /ping; returns the seconds that took."""
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env,
+                                         cwd=self.cwd, start_new_session=True)
+        try:
+            return wait_ready(f"{self.url}/ping", timeout, alive=lambda: self.proc is not None
+                              and self.proc.poll() is None)
+        except Exception:
+            self.stop()
+            raise RuntimeError(f"{self.name} did not start:\n{self.log_tail()}") from None
+
+    def cpu_seconds(self) -> float:
+        assert self.proc is not None
+        return tree_cpu_seconds(self.proc.pid)
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        """SIGTERM to the process group it leads, SIGKILL after 15 s."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        if proc.poll() is not None:  # the leader is gone: make sure no child of it is left in its group
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            return
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        except ProcessLookupError:
+            proc.wait()
+
+    def __enter__(self) -> Server:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+# -- results -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Payload:
+    """One request as the generators send it (always ``POST``)."""
+
+    body: bytes
+    content_type: str
+    accept: str | None = None
+    records: int = 1  # records per request, for records/s
+    path: str = "/invocations"
+
+
+@dataclass
+class Result:
+    """One measurement: what was served, how it was loaded, and what came out."""
+
+    target: str  # the server, e.g. "ours (serving_common)"
+    load: str  # the generator and mode, e.g. "wrk closed c=32"
+    requests: int  # successful (2xx) responses
+    duration_s: float
+    errors: int
+    p50_ms: float | None
+    p99_ms: float | None
+    p999_ms: float | None
+    generator_cpu_s: float
+    cpu_s: dict[str, float] = field(default_factory=dict)  # meter name -> CPU seconds during the run
+    records_per_request: int = 1
+    offered_rps: float | None = None
+    resolution: str = "1 us"
+    detail: str = ""
+    mode: str = ""  # "closed", "paced" or "open"
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.duration_s if self.duration_s else 0.0
+
+    @property
+    def records_per_s(self) -> float:
+        return self.rps * self.records_per_request
+
+    def cpu_ms_per_request(self, meter: str = "server") -> float | None:
+        seconds = self.cpu_s.get(meter)
+        if seconds is None or not self.requests:
+            return None
+        return seconds * 1e3 / self.requests
+
+    def summary(self) -> str:
+        cpu = " ".join(f"{name}={seconds:.2f}s" for name, seconds in self.cpu_s.items())
+        return (f"  {self.target:<28} {self.load:<34} {self.rps:8.0f} req/s  p50 {fmt_ms(self.p50_ms)}  "
+                f"p99 {fmt_ms(self.p99_ms)}  p99.9 {fmt_ms(self.p999_ms)} ms  errors {self.errors}  "
+                f"CPU gen={self.generator_cpu_s:.2f}s {cpu}" + (f"  [{self.detail}]" if self.detail else ""))
+
+
+def fmt_ms(value: float | None) -> str:
+    if value is None or math.isnan(value):
+        return "-"
+    return f"{value:.2f}" if value < 100 else f"{value:.0f}"
+
+
+def _run_generator(argv: Sequence[str], limit_s: float,
+                   meters: Mapping[str, CpuMeter]) -> tuple[str, float, dict[str, float]]:
+    """Run a generator to its end: (stdout+stderr, its CPU seconds, CPU seconds of each meter meanwhile)."""
+    before = {name: meter() for name, meter in meters.items()}
+    generator_before = children_cpu_seconds()
+    completed = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               timeout=limit_s, check=False)
+    generator = children_cpu_seconds() - generator_before
+    used = {name: meter() - before[name] for name, meter in meters.items()}
+    if completed.returncode != 0:
+        raise RuntimeError(f"{argv[0]} exited with {completed.returncode}:\n{completed.stdout[-3000:]}")
+    return completed.stdout, generator, used
+
+
+# -- wrk ---------------------------------------------------------------------------------------------
+
+_WRK_DONE = r"""
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("BENCH %d %d %d %d %d %d %d %.1f %.1f %.1f %.1f\n", summary.requests,
+    summary.duration, e.connect, e.read, e.write, e.status, e.timeout, latency:percentile(50),
+    latency:percentile(99), latency:percentile(99.9), latency.max))
+end
+"""
+
+
+def wrk_script(body_path: Path, payload: Payload, mean_delay_ms: float | None = None) -> str:
+    """The Lua script: POST the body file; ``done()`` prints exact percentiles (wrk keeps every sample, 1 us)."""
+    lines = [
+        'wrk.method = "POST"',
+        f"local f = assert(io.open({json.dumps(str(body_path))}, \"rb\"))",
+        'wrk.body = f:read("*a")',
+        "f:close()",
+        f'wrk.headers["Content-Type"] = {json.dumps(payload.content_type)}',
+    ]
+    if payload.accept:
+        lines.append(f'wrk.headers["Accept"] = {json.dumps(payload.accept)}')
+    if mean_delay_ms is not None:
+        # Uniform in [0, 2*mean] ms before each request, so connections do not fire in lock-step.
+        high = max(1, round(2 * mean_delay_ms))
+        lines += ["math.randomseed(os.time())", f"function delay() return math.random(0, {high}) end"]
+    return "\n".join(lines) + "\n" + _WRK_DONE
+
+
+def run_wrk(target: str, url: str, payload: Payload, *, connections: int = 32, threads: int = 1,
+            duration_s: int = 5, timeout_s: int = 2, rate: float | None = None,
+            meters: Mapping[str, CpuMeter] | None = None) -> Result:
+    """wrk against ``url + payload.path``: closed loop, or paced to about ``rate`` req/s with Lua ``delay()``.
+
+    Paced: each connection waits a random delay (mean ``connections / rate``) after each response, so the
+    achieved rate is a little below ``rate`` (the delay excludes the response time); latency is measured
+    from the moment the request is written, on kept-alive connections.
+    """
+    mean_delay_ms = connections / rate * 1e3 if rate else None
+    with tempfile.TemporaryDirectory(prefix="bench-wrk-") as tmp:
+        body_path = Path(tmp) / "body"
+        body_path.write_bytes(payload.body)
+        script = Path(tmp) / "post.lua"
+        script.write_text(wrk_script(body_path, payload, mean_delay_ms))
+        argv = [WRK, f"-t{threads}", f"-c{connections}", f"-d{duration_s}s", f"--timeout={timeout_s}s", "--latency",
+                "-s", str(script), url.rstrip("/") + payload.path]
+        output, generator_cpu, used = _run_generator(argv, duration_s + 30, meters or {})
+    line = next((line for line in output.splitlines() if line.startswith("BENCH ")), None)
+    if line is None:
+        raise RuntimeError(f"no BENCH line in wrk's output:\n{output[-3000:]}")
+    values = line.split()[1:]
+    requests, duration_us, connect, read, write, status, timeouts = (int(v) for v in values[:7])
+    p50, p99, p999, _ = (float(v) / 1e3 for v in values[7:])
+    errors = connect + read + write + status + timeouts
+    detail = ", ".join(f"{name} {count}" for name, count in
+                       (("connect", connect), ("read", read), ("write", write), ("non-2xx", status),
+                        ("timeout", timeouts)) if count)
+    load = f"wrk paced ~{rate:.0f}/s c={connections}" if rate else f"wrk closed c={connections}"
+    return Result(target, load, requests - status, duration_us / 1e6, errors, p50, p99, p999, generator_cpu,
+                  used, payload.records, rate, "1 us", detail, "paced" if rate else "closed")
+
+
+# -- httperf -----------------------------------------------------------------------------------------
+
+
+def parse_lifetime_histogram(output: str) -> list[tuple[float, int]]:
+    """httperf's "Connection lifetime histogram (time in ms)": (bin centre in ms, count), 1 ms wide bins."""
+    lines = output.splitlines()
+    try:
+        start = next(i for i, line in enumerate(lines) if line.startswith("Connection lifetime histogram"))
+    except StopIteration:
+        return []
+    bins = []
+    for line in lines[start + 1:]:
+        parts = line.split()
+        if parts == [":"]:  # a run of empty bins left out
+            continue
+        if len(parts) != 2:
+            break
+        try:
+            bins.append((float(parts[0]), int(parts[1])))
+        except ValueError:
+            break
+    return bins
+
+
+def histogram_percentile(bins: Sequence[tuple[float, int]], percent: float, width_ms: float = 1.0) -> float | None:
+    """The upper edge (ms) of the bin holding the ``percent``-th percentile: an upper bound, ``width_ms`` coarse."""
+    total = sum(count for _, count in bins)
+    if not total:
+        return None
+    rank = math.ceil(total * percent / 100)
+    seen = 0
+    for centre, count in sorted(bins):
+        seen += count
+        if seen >= rank:
+            return centre + width_ms / 2
+    return sorted(bins)[-1][0] + width_ms / 2
+
+
+def _number(pattern: str, output: str) -> float:
+    match = re.search(pattern, output)
+    if match is None:
+        raise RuntimeError(f"httperf output lacks {pattern!r}:\n{output[-3000:]}")
+    return float(match.group(1))
+
+
+def _httperf_escape(body: bytes) -> str:
+    text = body.decode()
+    if "\n" in text or "\r" in text:
+        raise ValueError("httperf session files take one-line bodies")
+    return text.replace("\\", "\\\\").replace("'", "\\'")
+
+
+def run_httperf(target: str, url: str, payload: Payload, *, rate: float = 1000, duration_s: float = 5,
+                timeout_s: float = 5, meters: Mapping[str, CpuMeter] | None = None) -> Result:
+    """Open loop with httperf: ``rate`` new connections per second, one POST each (``--wsesslog`` sessions
+    of one call; ``--num-calls 1`` semantics), so a slow server cannot slow the arrivals down.
+
+    Percentiles come from the connection-lifetime histogram (connect + request + response, 1 ms bins,
+    printed with ``-v -v``); each is the bin's upper edge. Failed connections are not in the histogram:
+    they are counted in ``errors``.
+    """
+    parts = urlsplit(url)
+    sessions = max(1, round(rate * duration_s))
+    headers = f"Content-Type: {payload.content_type}\\n" + (f"Accept: {payload.accept}\\n" if payload.accept else "")
+    with tempfile.TemporaryDirectory(prefix="bench-httperf-") as tmp:
+        session = Path(tmp) / "session.log"
+        session.write_text(f"{payload.path} method=POST contents='{_httperf_escape(payload.body)}'\n")
+        argv = [HTTPERF, "--hog", "-v", "-v", f"--server={parts.hostname}", f"--port={parts.port}",
+                f"--rate={rate:g}", f"--timeout={timeout_s:g}", f"--add-header={headers}",
+                f"--wsesslog={sessions},0,{session}"]
+        output, generator_cpu, used = _run_generator(argv, duration_s + timeout_s + 30, meters or {})
+    duration = _number(r"test-duration ([\d.]+) s", output)
+    ok = int(_number(r"2xx=(\d+)", output))
+    replies = int(_number(r"replies (\d+)", output))
+    failed = int(_number(r"Errors: total (\d+)", output))
+    bins = parse_lifetime_histogram(output)
+    detail = f"{sessions} conns offered"
+    for name in ("client-timo", "connrefused", "connreset", "fd-unavail", "addrunavail"):
+        if failed and (count := int(_number(name + r" (\d+)", output))):
+            detail += f", {name} {count}"
+    if replies - ok:
+        detail += f", non-2xx {replies - ok}"
+    return Result(target, f"httperf open {rate:g}/s new conn/req", ok, duration, failed + replies - ok,
+                  histogram_percentile(bins, 50), histogram_percentile(bins, 99), histogram_percentile(bins, 99.9),
+                  generator_cpu, used, payload.records, rate, "1 ms bins (upper edge)", detail, "open")
+
+
+# -- tables ------------------------------------------------------------------------------------------
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A plain text table: first column left-aligned, the others right-aligned."""
+    cells = [[str(cell) for cell in row] for row in rows]
+    widths = [max(len(str(header)), *(len(row[i]) for row in cells)) for i, header in enumerate(headers)]
+
+    def line(row: Sequence[str]) -> str:
+        return "  ".join(cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(row))
+
+    rule = "  ".join("-" * width for width in widths)
+    return "\n".join([line([str(h) for h in headers]), rule, *(line(row) for row in cells)])
+
+
+def result_headers(records: bool = False) -> list[str]:
+    return ["server", "load", "req/s", *(["rec/s"] if records else []), "p50 ms", "p99 ms", "p99.9 ms", "errors",
+            "srv CPU s", "srv CPU ms/req", "gen CPU s", "latency res."]
+
+
+def result_row(result: Result, records: bool = False) -> list[object]:
+    """The row of :func:`result_headers`; CPU figures of several meters (server, proxy) are joined by "+"."""
+    seconds = "+".join(f"{value:.2f}" for value in result.cpu_s.values()) or "-"
+    per_request = "+".join(f"{value:.2f}" for name in result.cpu_s
+                           if (value := result.cpu_ms_per_request(name)) is not None) or "-"
+    return [result.target, result.load, f"{result.rps:.0f}",
+            *([f"{result.records_per_s:.0f}"] if records else []),
+            fmt_ms(result.p50_ms), fmt_ms(result.p99_ms), fmt_ms(result.p999_ms), result.errors, seconds, per_request,
+            f"{result.generator_cpu_s:.2f}", result.resolution]
+
+
+def find(results: Sequence[Result], target: str, mode: str, records: int | None = None) -> Result | None:
+    """The result of ``target`` under ``mode`` (and ``records`` per request, if given)."""
+    for result in results:
+        if result.target == target and result.mode == mode and records in (None, result.records_per_request):
+            return result
+    return None
+
+
+def ratio(ours: float | None, theirs: float | None) -> str:
+    if ours is None or theirs is None or not theirs or math.isnan(ours) or math.isnan(theirs):
+        return "-"
+    value = ours / theirs
+    if value >= 10:
+        return f"{value:.0f}x"
+    return f"{value:.1f}x" if value >= 0.1 else f"1/{1 / value:.0f}x"
+
+
+def exit_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit so that the scripts' ``finally`` blocks stop servers and containers."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
