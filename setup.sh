@@ -29,7 +29,7 @@ digest="$(cat requirements/*.txt pyproject.toml | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$digest" ]; then
   log "creating the dev venv .venv"
   "$PY" -m venv .venv
-  .venv/bin/pip install --quiet --disable-pip-version-check -r requirements/dev.txt 2> >(grep -v "Location 'file" >&2)
+  .venv/bin/pip install --quiet --disable-pip-version-check -r requirements/bench.txt 2> >(grep -v "Location 'file" >&2)
   .venv/bin/pip install --quiet --disable-pip-version-check --no-deps -e . 2> >(grep -v "Location 'file" >&2)
   echo "$digest" >"$stamp"
 fi
