@@ -22,6 +22,8 @@ from serving_common.content_types import CSV, LIBSVM, parse
 from serving_common.training.environment import Channel
 from serving_common.training.harness import TrainingError
 
+from . import libsvm
+
 log = logging.getLogger("xgboost_container")
 
 PARQUET = "application/x-parquet"
@@ -120,25 +122,12 @@ def _is_float(text: str) -> bool:
 
 
 def _read_libsvm(path: Path) -> Dataset:
-    labels, indptr, indices, values = [], [0], [], []
-    for number, line in enumerate(_text(path).splitlines(), start=1):
-        parts = line.split("#", 1)[0].split()
-        if not parts:
-            continue
-        try:
-            labels.append(float(parts[0]))
-            for item in parts[1:]:
-                index, value = item.split(":", 1)
-                indices.append(int(index))
-                values.append(float(value))
-        except ValueError:
-            raise TrainingError(f"{path.name}, line {number}: not LIBSVM ('label index:value ...')") from None
-        indptr.append(len(indices))
-    if any(i < 0 for i in indices):
-        raise TrainingError(f"{path.name}: negative feature index")
-    width = max(indices) + 1 if indices else 0
-    matrix = scipy.sparse.csr_matrix((values, indices, indptr), shape=(len(labels), width), dtype=np.float64)
-    return Dataset(matrix, np.array(labels, dtype=np.float64))
+    try:
+        parsed = libsvm.parse(_text(path), labels=True)
+    except libsvm.LibsvmError as exc:
+        where = f", line {exc.line}" if exc.line is not None else ""
+        raise TrainingError(f"{path.name}{where}: {exc.problem}") from None
+    return Dataset(parsed.matrix, parsed.labels)
 
 
 def _read_parquet(path: Path) -> Dataset:

@@ -19,6 +19,7 @@ from serving_common.errors import BadRequest
 from serving_common.handler import Handler, RequestContext
 from serving_common.settings import MODEL_SERVER_WORKERS
 
+from . import libsvm
 from .train import META_FILE, MODEL_FILE, load_booster
 
 log = logging.getLogger("xgboost_container")
@@ -40,30 +41,15 @@ def threads_per_worker() -> int:
 
 
 def _libsvm(body: bytes, media: MediaType) -> scipy.sparse.csr_matrix:
-    indptr, indices, values = [0], [], []
-    lines = [line for line in body.decode(media.text_codec()).splitlines() if line.strip()]
-    for number, line in enumerate(lines):
-        parts = line.split()
-        # A leading label (training format) is allowed and ignored.
-        if parts and ":" not in parts[0]:
-            parts = parts[1:]
-        try:
-            for item in parts:
-                index, value = item.split(":", 1)
-                indices.append(int(index))
-                values.append(float(value))
-        except ValueError:
-            raise BadRequest(f"row {number}: not LIBSVM ('index:value ...')") from None
-        indptr.append(len(indices))
-    if not lines:
+    try:
+        matrix = libsvm.parse(body.decode(media.text_codec()), labels=False).matrix
+    except libsvm.LibsvmError as exc:
+        raise BadRequest(f"row {exc.row}: {exc.problem}" if exc.row is not None else exc.problem) from None
+    except UnicodeDecodeError as exc:
+        raise BadRequest(f"the body is not valid {media.charset}: byte {exc.start} cannot be decoded") from None
+    if matrix.shape[0] == 0:
         raise BadRequest("no rows in the request")
-    if indices and min(indices) < 0:
-        raise BadRequest("negative feature index")
-    values_array = np.array(values, dtype=np.float64)
-    if np.isinf(values_array).any():
-        raise BadRequest("LIBSVM values must be finite")
-    width = max(indices) + 1 if indices else 0
-    return scipy.sparse.csr_matrix((values_array, indices, indptr), shape=(len(lines), width))
+    return matrix
 
 
 class XGBoostHandler(Handler):
