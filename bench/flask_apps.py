@@ -2,6 +2,7 @@
 
     gunicorn -w 2 -k sync --chdir bench flask_apps:echo_app
     BENCH_MODEL_DIR=DIR gunicorn -w 2 -k sync --chdir bench 'flask_apps:preprocess_app()'
+    BENCH_MODEL_FILE=FILE gunicorn -w 2 -k sync --chdir bench 'flask_apps:xgboost_app()'
 """
 
 from __future__ import annotations
@@ -65,6 +66,38 @@ def preprocess_app() -> Flask:
             lambda v: v if v is np.nan else str(v))
         matrix = np.asarray(transformer.transform(frame.to_numpy(dtype=object)), dtype=np.float64)
         return Response(encoders.encode_csv(matrix), status=200, mimetype="text/csv")
+
+    return app
+
+
+def xgboost_app() -> Flask:
+    """The plain XGBoost path, as bring-your-own examples write it: per request, the CSV body goes through
+    ``pandas.read_csv`` into a numpy array and into ``XGBClassifier.predict_proba``; the positive class's
+    column comes back, one score per line.
+
+    The model file (``BENCH_MODEL_FILE``) is the booster the XGBoost image trained, loaded with
+    ``XGBClassifier().load_model``. ``BENCH_THREADS`` sets ``n_jobs`` (unset: XGBoost's default, every CPU);
+    the benchmark gives it the image's share (CPUs / workers). The CSV encoding is serving_common's, so the
+    response bytes can equal the image's.
+    """
+    import io
+
+    import numpy as np
+    import pandas as pd
+    from loadgen import import_installed  # bench/xgboost.py would shadow the package here
+
+    xgboost = import_installed("xgboost")
+    threads = int(os.environ.get("BENCH_THREADS") or 0) or None
+    model = xgboost.XGBClassifier(n_jobs=threads)
+    model.load_model(bytearray(Path(os.environ["BENCH_MODEL_FILE"]).read_bytes()))
+    model.set_params(n_jobs=threads)
+    app = _with_ping(Flask("xgboost"))
+
+    @app.post("/invocations")
+    def invocations() -> Response:
+        rows = pd.read_csv(io.BytesIO(request.get_data()), header=None).to_numpy(dtype=np.float64)
+        scores = model.predict_proba(rows)[:, 1]
+        return Response(encoders.encode_csv(scores), status=200, mimetype="text/csv")
 
     return app
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import importlib
 import json
 import math
 import os
@@ -17,6 +18,7 @@ import re
 import resource
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -24,6 +26,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 BENCH = Path(__file__).resolve().parent
@@ -500,3 +503,191 @@ def exit_on_sigterm() -> None:
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, handler)
+
+
+# -- suites and images (shared by the image benchmarks: preprocess.py, xgboost.py) -------------------
+
+BASE_IMAGE = "smkit-base/bookworm-python3:local"
+SERVE_ENV = {"SAGEMAKER_MODEL_SERVER_WORKERS": "2"}  # = the CPU count here (the default); fixed for comparability
+
+FigureSpec = tuple[str, str, int, Callable[[Result], float | int | None], Callable[[Any], str]]
+
+
+def step(text: str) -> None:
+    print(f"\n==> {text}", flush=True)
+
+
+def import_installed(name: str) -> Any:
+    """Import the installed package ``name`` with bench/ off ``sys.path``: bench/xgboost.py would shadow the
+    xgboost package for the scripts run from bench/ (and for gunicorn's ``--chdir bench``)."""
+    if (module := sys.modules.get(name)) is not None and Path(getattr(module, "__file__", "") or "").parent != BENCH:
+        return module
+    saved = sys.path[:]
+    sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != BENCH]
+    try:
+        sys.modules.pop(name, None)
+        return importlib.import_module(name)
+    finally:
+        sys.path[:] = saved
+
+
+def measure(name: str, url: str, single: Payload, batch: Payload, meters: Mapping[str, CpuMeter],
+            args: Any, paced: bool = True) -> list[Result]:
+    """Closed loop single and batch (``args.duration`` s each), then ~``args.rate`` single-record paced (wrk)
+    and open loop (httperf); each result is printed as it comes."""
+    from http_stack import load_suite, warm_up  # here: http_stack imports this module
+
+    warm_up(url, single)
+    results = []
+    runs = [load_suite(name, url, single, meters, duration_s=args.duration, rate=args.rate, paced=False,
+                       open_loop=False),
+            load_suite(name, url, batch, meters, duration_s=args.duration, rate=args.rate, paced=False,
+                       open_loop=False),
+            load_suite(name, url, single, meters, duration_s=args.duration, rate=args.rate, closed=False,
+                       paced=paced)]
+    for result in (result for run in runs for result in run):
+        print(result.summary(), flush=True)
+        results.append(result)
+    return results
+
+
+def _running(container: Any) -> bool:
+    container.container.reload()
+    return container.container.status not in ("exited", "dead")
+
+
+def start_container(client: Any, image: str, model_dir: Path | None, started: list[Any],
+                    env: Mapping[str, str] | None = None,
+                    volumes: Mapping[str, Mapping[str, str]] | None = None) -> tuple[Any, float, float]:
+    """``docker run IMAGE serve`` (``ServingContainer``, host network, ``SERVE_ENV`` + ``env``): the container
+    (also appended to ``started``), the seconds from just before its creation until the docker API call
+    returned (created and started) and until the first 200 on /ping (polled every 10 ms)."""
+    from local_test.docker_run import ServingContainer
+
+    begin = time.perf_counter()
+    container = ServingContainer(client, image, model_dir, env={**SERVE_ENV, **(env or {})}, volumes=volumes,
+                                 host_network=True)
+    running_after = time.perf_counter() - begin
+    started.append(container)
+    try:
+        wait_ready(f"{container.url}/ping", timeout=60, alive=lambda: _running(container))
+    except Exception:
+        print(container.logs()[-3000:], file=sys.stderr)
+        raise
+    return container, running_after, time.perf_counter() - begin
+
+
+def container_meters(container: Any) -> dict[str, CpuMeter]:
+    """CPU meters: the container's process tree (seen from the host), the docker-proxy forwarding its port
+    (none on the host network), and docker's log path (the container's shim + dockerd itself, which also
+    serves any other docker work)."""
+    container.container.reload()
+    pid = container.container.attrs["State"]["Pid"]
+    proxies = docker_proxy_pids(container.host_port)
+    meters: dict[str, CpuMeter] = {"server": lambda: tree_cpu_seconds(pid)}
+    if proxies:
+        meters["proxy"] = lambda: sum(tree_cpu_seconds(proxy) for proxy in proxies)
+    docker = [shim for shim in (parent_pid(pid),) if shim] + pids_named("dockerd")
+    meters["docker"] = lambda: sum(process_cpu_seconds(each) for each in docker)
+    return meters
+
+
+def image_size_mb(client: Any, tag: str) -> float | None:
+    """``docker image inspect -f {{.Size}}`` in MB (10^6 bytes, as ``docker images`` prints)."""
+    try:
+        return client.images.get(tag).attrs["Size"] / 1e6
+    except Exception:
+        return None
+
+
+def same_output(ours: bytes, theirs: bytes) -> str:
+    """Two CSV answers compared: "identical bytes", "numerically equal" (np.allclose) or "DIFFERENT"."""
+    if ours == theirs:
+        return "identical bytes"
+    import numpy as np
+
+    try:
+        a = np.loadtxt(ours.decode().splitlines(), delimiter=",", ndmin=2)
+        b = np.loadtxt(theirs.decode().splitlines(), delimiter=",", ndmin=2)
+        return "numerically equal" if a.shape == b.shape and np.allclose(a, b) else "DIFFERENT"
+    except ValueError:
+        return "DIFFERENT"
+
+
+def load_figures(rate: float, unit: str = "record", batch: int = 100) -> list[FigureSpec]:
+    """The summary's load rows (label, mode, records per request, getter, format) of :func:`measure`'s runs."""
+    rate_fmt, count_fmt = "{:.0f}".format, str
+    return [
+        (f"single-{unit} req/s, closed c=32", "closed", 1, lambda r: r.rps, rate_fmt),
+        (f"single-{unit} p99 ms, closed", "closed", 1, lambda r: r.p99_ms, fmt_ms),
+        (f"{batch}-{unit} {unit}s/s, closed c=32", "closed", batch, lambda r: r.records_per_s, rate_fmt),
+        (f"{batch}-{unit} p99 ms, closed", "closed", batch, lambda r: r.p99_ms, fmt_ms),
+        (f"p99 ms at ~{rate:.0f}/s, wrk paced (keep-alive)", "paced", 1, lambda r: r.p99_ms, fmt_ms),
+        (f"p99 ms at {rate:.0f}/s, httperf open (new conn/req)", "open", 1, lambda r: r.p99_ms, fmt_ms),
+        (f"req/s achieved at {rate:.0f}/s, httperf open", "open", 1, lambda r: r.rps, rate_fmt),
+        (f"errors at {rate:.0f}/s, httperf open", "open", 1, lambda r: r.errors, count_fmt),
+        ("server CPU ms/request, single, closed *", "closed", 1, lambda r: r.cpu_ms_per_request(), fmt_ms),
+        ("  * image: + docker-proxy", "closed", 1, lambda r: r.cpu_ms_per_request("proxy"), fmt_ms),
+        ("  * image: + shim & dockerd", "closed", 1, lambda r: r.cpu_ms_per_request("docker"), fmt_ms),
+    ]
+
+
+def figure_rows(results: Sequence[Result], targets: Sequence[str], specs: Sequence[FigureSpec]) -> list[list[str]]:
+    """One row per spec: its label, the figure of each target, and the ratio first target / last target."""
+    rows = []
+    for label, mode, records, get, show in specs:
+        values = []
+        for target in targets:
+            result = find(results, target, mode, records)
+            values.append(get(result) if result is not None else None)
+        cells = ["-" if value is None else show(value) for value in values]
+        rows.append([label, *cells, ratio(values[0], values[-1]) if show is not str else "-"])
+    return rows
+
+
+def start_and_size_rows(starts: Sequence[float], sizes: tuple[float | None, float | None],
+                        columns: int) -> list[list[str]]:
+    """Summary rows for the start time (median and max) and the image size (and growth over the base)."""
+    image_mb, base_mb = sizes
+    rest = ["-"] * (columns - 2)
+    return [[f"start to first /ping, median (max) of {len(starts)} s",
+             f"{statistics.median(starts):.2f} ({max(starts):.2f})", *rest],
+            ["image MB (over base)", f"{image_mb:.0f} ({image_mb - base_mb:+.0f})" if image_mb and base_mb
+             else (f"{image_mb:.0f}" if image_mb else "-"), *rest]]
+
+
+def verdict(met: bool) -> str:
+    return "met" if met else "NOT met here"
+
+
+def target_lines(results: Sequence[Result], target: str, rate: float, *, rps: float, p99_ms: float,
+                 unit: str = "record", beside: Callable[[str], str] | None = None) -> list[str]:
+    """Issue-target lines for ``target``'s single-request throughput (closed) and p99 at ``rate`` (paced, open);
+    ``beside(mode)``, if given, adds a line after each (e.g. the same figure of the other servers)."""
+    lines = []
+    closed = find(results, target, "closed", 1)
+    if closed:
+        lines.append(f"  single-{unit} >= {rps:.0f} req/s closed loop: {closed.rps:.0f} req/s "
+                     f"({verdict(closed.rps >= rps)})")
+        if beside:
+            lines.append(beside("closed"))
+    for name, mode in (("wrk paced, keep-alive", "paced"), ("httperf open, new conn/req, 1 ms bins", "open")):
+        result = find(results, target, mode, 1)
+        if result and result.p99_ms is not None:
+            lines.append(f"  p99 <= {p99_ms:g} ms at {rate:.0f} req/s, {name}: {fmt_ms(result.p99_ms)} ms at "
+                         f"{result.rps:.0f} req/s ({verdict(result.p99_ms <= p99_ms and not result.errors)})")
+            if beside:
+                lines.append(beside(mode))
+    return lines
+
+
+def start_and_size_lines(starts: Sequence[float], sizes: tuple[float | None, float | None], *, start_s: float,
+                         image_mb: float) -> list[str]:
+    """Issue-target lines for the start time (all starts within ``start_s``) and the growth over the base image."""
+    lines = [f"  start to first /ping <= {start_s:g} s: median {statistics.median(starts):.2f} s, max "
+             f"{max(starts):.2f} s ({', '.join(f'{s:.2f}' for s in starts)}) ({verdict(max(starts) <= start_s)})"]
+    size, base = sizes
+    if size and base:
+        lines.append(f"  image <= {image_mb:g} MB over the base: {size - base:.0f} MB "
+                     f"({size:.0f} MB image, {base:.0f} MB base) ({verdict(size - base <= image_mb)})")
+    return lines

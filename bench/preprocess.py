@@ -16,47 +16,43 @@ import hashlib
 import io
 import json
 import shutil
-import statistics
 import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Callable, Mapping
-from functools import partial
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import requests
-from http_stack import flask_server, load_suite, ours_server, warm_up
+from http_stack import flask_server, ours_server
 from loadgen import (
+    BASE_IMAGE,
     ROOT,
-    CpuMeter,
     Payload,
     Result,
     Server,
-    docker_proxy_pids,
+    container_meters,
     exit_on_sigterm,
-    find,
-    fmt_ms,
-    parent_pid,
-    pids_named,
-    process_cpu_seconds,
-    ratio,
+    figure_rows,
+    image_size_mb,
+    load_figures,
+    measure,
     result_headers,
     result_row,
+    same_output,
+    start_and_size_lines,
+    start_and_size_rows,
+    start_container,
+    step,
     table,
-    tree_cpu_seconds,
-    wait_ready,
+    target_lines,
 )
 
 # Importable because loadgen (imported above) puts the repository root on sys.path.
 from local_test.docker_run import OptMl, ServingContainer, docker_client, ensure_image, train
 from local_test.orders import make_orders, write_jsonl
 
-BASE_IMAGE = "smkit-base/bookworm-python3:local"
 IMAGE_CODE = "/opt/program"  # where the image holds preprocess_container
-ENV = {"SAGEMAKER_MODEL_SERVER_WORKERS": "2"}  # = the CPU count here (the default); fixed for comparability
 IMAGE = "image: preprocess"
 CEILING = "ours, empty handler (host)"
 SKLEARN = "flask sync + sklearn/pandas"
@@ -66,53 +62,6 @@ TARGET_RPS = 3000
 TARGET_P99_MS = 5.0
 TARGET_START_S = 2.0
 TARGET_IMAGE_MB = 250
-
-
-def step(text: str) -> None:
-    print(f"\n==> {text}", flush=True)
-
-
-def running(container: ServingContainer) -> bool:
-    container.container.reload()
-    return container.container.status not in ("exited", "dead")
-
-
-def start_container(client: Any, image: str, model_dir: Path,
-                    started: list[ServingContainer]) -> tuple[ServingContainer, float, float]:
-    """``docker run IMAGE serve`` (ServingContainer): the container, the seconds from just before its creation
-    until the docker API call returned (created and started) and until the first 200 on /ping."""
-    begin = time.perf_counter()
-    container = ServingContainer(client, image, model_dir, env=ENV, host_network=True)
-    running_after = time.perf_counter() - begin
-    started.append(container)
-    try:
-        wait_ready(f"{container.url}/ping", timeout=60, alive=lambda: running(container))
-    except Exception:
-        print(container.logs()[-3000:], file=sys.stderr)
-        raise
-    return container, running_after, time.perf_counter() - begin
-
-
-def container_meters(container: ServingContainer) -> dict[str, CpuMeter]:
-    """CPU meters: the container's process tree (seen from the host), the docker-proxy forwarding its port,
-    and docker's log path (the container's shim + dockerd itself, which also serves any other docker work)."""
-    container.container.reload()
-    pid = container.container.attrs["State"]["Pid"]
-    proxies = docker_proxy_pids(container.host_port)
-    meters: dict[str, CpuMeter] = {"server": lambda: tree_cpu_seconds(pid)}
-    if proxies:
-        meters["proxy"] = lambda: sum(tree_cpu_seconds(proxy) for proxy in proxies)
-    docker = [shim for shim in (parent_pid(pid),) if shim] + pids_named("dockerd")
-    meters["docker"] = lambda: sum(process_cpu_seconds(each) for each in docker)
-    return meters
-
-
-def image_size_mb(client: Any, tag: str) -> float | None:
-    """``docker image inspect -f {{.Size}}`` in MB (10^6 bytes, as ``docker images`` prints)."""
-    try:
-        return client.images.get(tag).attrs["Size"] / 1e6
-    except Exception:
-        return None
 
 
 def package_digest(directory: Path) -> str:
@@ -141,17 +90,6 @@ def preprocess_code(client: Any, image: str, work: Path) -> Path:
     print("    NOTE: containers/preprocess differs from the image's copy (rebuild: ./build.sh preprocess); the")
     print(f"    scikit-learn baseline imports the image's copy ({IMAGE_CODE}) so that it reads the model it trained")
     return copied
-
-
-def same_output(ours: bytes, theirs: bytes) -> str:
-    if ours == theirs:
-        return "identical bytes"
-    try:
-        a = np.loadtxt(ours.decode().splitlines(), delimiter=",", ndmin=2)
-        b = np.loadtxt(theirs.decode().splitlines(), delimiter=",", ndmin=2)
-        return "numerically equal" if a.shape == b.shape and np.allclose(a, b) else "DIFFERENT"
-    except ValueError:
-        return "DIFFERENT"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -238,19 +176,6 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def measure(name: str, url: str, single: Payload, batch: Payload, meters: Mapping[str, CpuMeter],
-            args: argparse.Namespace, paced: bool = True) -> list[Result]:
-    """Closed loop single and 100-record, then ~rate single-record paced (wrk) and open loop (httperf)."""
-    warm_up(url, single)
-    suite = partial(load_suite, name, url, meters=meters, duration_s=args.duration, rate=args.rate)
-    results = []
-    for result in [*suite(single, paced=False, open_loop=False), *suite(batch, paced=False, open_loop=False),
-                   *suite(single, closed=False, paced=paced)]:
-        print(result.summary(), flush=True)
-        results.append(result)
-    return results
-
-
 def report(results: list[Result], starts: list[float], sizes: tuple[float | None, float | None], image: str,
            rate: float) -> None:
     print("\nPreprocess image, 2 workers; JSON in (1 or 100 orders), text/csv out; generator on the same 2 cores")
@@ -260,55 +185,16 @@ def report(results: list[Result], starts: list[float], sizes: tuple[float | None
     print("  access-log line per request at INFO; dockerd also counts any other docker work meanwhile).")
     print("  wrk latency is exact (1 us); httperf's comes from 1 ms bins (upper edge).")
 
-    rate_fmt, ms_fmt, count_fmt = "{:.0f}".format, fmt_ms, str
-    specs: list[tuple[str, str, int, Callable[[Result], float | int | None], Callable[[Any], str]]] = [
-        ("single-record req/s, closed c=32", "closed", 1, lambda r: r.rps, rate_fmt),
-        ("single-record p99 ms, closed", "closed", 1, lambda r: r.p99_ms, ms_fmt),
-        ("100-record records/s, closed c=32", "closed", 100, lambda r: r.records_per_s, rate_fmt),
-        ("100-record p99 ms, closed", "closed", 100, lambda r: r.p99_ms, ms_fmt),
-        (f"p99 ms at ~{rate:.0f}/s, wrk paced (keep-alive)", "paced", 1, lambda r: r.p99_ms, ms_fmt),
-        (f"p99 ms at {rate:.0f}/s, httperf open (new conn/req)", "open", 1, lambda r: r.p99_ms, ms_fmt),
-        (f"req/s achieved at {rate:.0f}/s, httperf open", "open", 1, lambda r: r.rps, rate_fmt),
-        (f"errors at {rate:.0f}/s, httperf open", "open", 1, lambda r: r.errors, count_fmt),
-        ("server CPU ms/request, single, closed *", "closed", 1, lambda r: r.cpu_ms_per_request(), ms_fmt),
-        ("  * image: + docker-proxy", "closed", 1, lambda r: r.cpu_ms_per_request("proxy"), ms_fmt),
-        ("  * image: + shim & dockerd", "closed", 1, lambda r: r.cpu_ms_per_request("docker"), ms_fmt),
-    ]
-    rows = []
-    for label, mode, records, get, show in specs:
-        values = []
-        for target in (IMAGE, CEILING, SKLEARN):
-            result = find(results, target, mode, records)
-            values.append(get(result) if result is not None else None)
-        cells = ["-" if value is None else show(value) for value in values]
-        rows.append([label, *cells, ratio(values[0], values[2]) if show is not count_fmt else "-"])
-    rows.append([f"start to first /ping, median (max) of {len(starts)} s",
-                 f"{statistics.median(starts):.2f} ({max(starts):.2f})", "-", "-", "-"])
-    image_mb, base_mb = sizes
-    rows.append(["image MB (over base)", f"{image_mb:.0f} ({image_mb - base_mb:+.0f})" if image_mb and base_mb
-                 else (f"{image_mb:.0f}" if image_mb else "-"), "-", "-", "-"])
+    rows = figure_rows(results, (IMAGE, CEILING, SKLEARN), load_figures(rate))
+    rows += start_and_size_rows(starts, sizes, 5)
+    base_mb = sizes[1]
     print(f"\nSummary ({image}; base {BASE_IMAGE} {f'{base_mb:.0f} MB' if base_mb else 'not found'})")
     print(table(["figure", "image", "empty-handler ceiling", "sklearn/pandas flask", "image / flask"], rows))
 
     print("\nIssue targets (printed, not asserted)")
-    closed = find(results, IMAGE, "closed", 1)
-    paced = find(results, IMAGE, "paced", 1)
-    opened = find(results, IMAGE, "open", 1)
-    def verdict(met: bool) -> str:
-        return "met" if met else "NOT met here"
-
-    if closed:
-        print(f"  single-record >= {TARGET_RPS} req/s closed loop: {closed.rps:.0f} req/s "
-              f"({verdict(closed.rps >= TARGET_RPS)})")
-    for name, result in (("wrk paced, keep-alive", paced), ("httperf open, new conn/req, 1 ms bins", opened)):
-        if result and result.p99_ms is not None:
-            print(f"  p99 <= {TARGET_P99_MS:g} ms at {rate:.0f} req/s, {name}: {fmt_ms(result.p99_ms)} ms at "
-                  f"{result.rps:.0f} req/s ({verdict(result.p99_ms <= TARGET_P99_MS and not result.errors)})")
-    print(f"  start to first /ping <= {TARGET_START_S:g} s: median {statistics.median(starts):.2f} s, max "
-          f"{max(starts):.2f} s ({', '.join(f'{s:.2f}' for s in starts)}) ({verdict(max(starts) <= TARGET_START_S)})")
-    if image_mb and base_mb:
-        print(f"  image <= {TARGET_IMAGE_MB} MB over the base: {image_mb - base_mb:.0f} MB "
-              f"({image_mb:.0f} MB image, {base_mb:.0f} MB base) ({verdict(image_mb - base_mb <= TARGET_IMAGE_MB)})")
+    for line in [*target_lines(results, IMAGE, rate, rps=TARGET_RPS, p99_ms=TARGET_P99_MS),
+                 *start_and_size_lines(starts, sizes, start_s=TARGET_START_S, image_mb=TARGET_IMAGE_MB)]:
+        print(line)
 
 
 if __name__ == "__main__":
