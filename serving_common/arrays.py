@@ -50,6 +50,19 @@ def _rows(rows: list[Any]) -> np.ndarray:
     return np.array(matrix, dtype=np.float64)
 
 
+def _csv_rows(rows: list[list[str]]) -> np.ndarray:
+    """CSV cells are all text: numpy's own string-to-double conversion reads a well-formed body at C speed
+    (~10x the per-cell loop); anything it refuses (empty cells, ragged rows, words, infinity) takes the
+    per-cell path, which says exactly what and where."""
+    try:
+        matrix = np.array(rows, dtype=np.str_).astype(np.float64)
+    except ValueError:
+        return _rows(rows)
+    if matrix.ndim != 2 or not matrix.shape[1] or np.isinf(matrix).any():
+        return _rows(rows)
+    return matrix
+
+
 def _json_rows(data: Any) -> list[Any]:
     if isinstance(data, dict):
         if set(data) != {"instances"}:
@@ -78,7 +91,7 @@ def to_matrix(data: Any, content_type: str) -> np.ndarray:
             raise BadRequest(f"row {row}, column {column}: not finite")
         return array
     if content_type == CSV:
-        return _rows(data)
+        return _csv_rows(data)
     if content_type == JSON:
         return _rows(_json_rows(data))
     if content_type == JSONLINES:

@@ -19,7 +19,7 @@ from serving_common.errors import BadRequest
 from serving_common.handler import RequestContext
 from serving_common.settings import MODEL_SERVER_WORKERS
 from serving_common.training.harness import run
-from xgboost_container.handler import XGBoostHandler, threads_per_worker
+from xgboost_container.handler import DensePredictor, XGBoostHandler, threads_per_worker
 from xgboost_container.hyperparameters import HYPERPARAMETERS
 from xgboost_container.train import train
 
@@ -259,3 +259,27 @@ def test_threads_per_worker_share_the_cpus(monkeypatch, workers):
 def test_threads_per_worker_default_is_one_worker_per_cpu(monkeypatch):
     monkeypatch.delenv(MODEL_SERVER_WORKERS, raising=False)
     assert threads_per_worker() == 1
+
+
+@pytest.mark.parametrize("model_fixture", ["regression_model", "softprob_model"])
+def test_direct_prediction_is_inplace_predict_exactly(request, model_fixture):
+    model = XGBoostHandler().load(request.getfixturevalue(model_fixture))
+    assert isinstance(model.predict_dense, DensePredictor)  # verified at load, so in use
+    rows = np.random.default_rng(3).normal(size=(50, model.num_features))
+    rows[::4, 0] = np.nan
+    for batch in (rows[:1], rows):
+        expected = model.booster.inplace_predict(batch, validate_features=False)
+        got = model.predict_dense(batch)
+        assert got.shape == expected.shape and got.dtype == expected.dtype
+        assert np.array_equal(got, expected, equal_nan=True)
+
+
+def test_direct_prediction_that_differs_is_turned_off(regression_model, caplog):
+    class FirstTreeOnly(DensePredictor):  # a deliberately wrong configuration: must fail verification
+        CONFIG = json.dumps({"type": 0, "training": False, "iteration_begin": 0, "iteration_end": 1,
+                             "missing": float("nan"), "strict_shape": False, "cache_id": 0}).encode()
+
+    model = XGBoostHandler().load(regression_model)
+    with caplog.at_level(logging.WARNING):
+        assert not FirstTreeOnly(model.booster).verified(model.num_features)
+    assert "using inplace_predict" in caplog.text
