@@ -84,9 +84,7 @@ def xgboost_app() -> Flask:
 
     import numpy as np
     import pandas as pd
-    from loadgen import import_installed  # bench/xgboost.py would shadow the package here
-
-    xgboost = import_installed("xgboost")
+    import xgboost
     threads = int(os.environ.get("BENCH_THREADS") or 0) or None
     model = xgboost.XGBClassifier(n_jobs=threads)
     model.load_model(bytearray(Path(os.environ["BENCH_MODEL_FILE"]).read_bytes()))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import http.client
-import importlib
 import json
 import math
 import os
@@ -505,7 +504,7 @@ def exit_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
-# -- suites and images (shared by the image benchmarks: preprocess.py, xgboost.py) -------------------
+# -- suites and images (shared by the image benchmarks: preprocess_image.py, xgboost_image.py) -------------------
 
 BASE_IMAGE = "smkit-base/bookworm-python3:local"
 SERVE_ENV = {"SAGEMAKER_MODEL_SERVER_WORKERS": "2"}  # = the CPU count here (the default); fixed for comparability
@@ -515,20 +514,6 @@ FigureSpec = tuple[str, str, int, Callable[[Result], float | int | None], Callab
 
 def step(text: str) -> None:
     print(f"\n==> {text}", flush=True)
-
-
-def import_installed(name: str) -> Any:
-    """Import the installed package ``name`` with bench/ off ``sys.path``: bench/xgboost.py would shadow the
-    xgboost package for the scripts run from bench/ (and for gunicorn's ``--chdir bench``)."""
-    if (module := sys.modules.get(name)) is not None and Path(getattr(module, "__file__", "") or "").parent != BENCH:
-        return module
-    saved = sys.path[:]
-    sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != BENCH]
-    try:
-        sys.modules.pop(name, None)
-        return importlib.import_module(name)
-    finally:
-        sys.path[:] = saved
 
 
 def measure(name: str, url: str, single: Payload, batch: Payload, meters: Mapping[str, CpuMeter],

@@ -9,10 +9,7 @@ Accept text/csv) closed loop with wrk, paced at ~1000 req/s with wrk's ``delay()
 1000 req/s with httperf; time ``POST /models`` of the model under several names in a multi-model endpoint.
 Prints figures; asserts nothing.
 
-    .venv/bin/python bench/xgboost.py [--duration 5] [--rate 1000] [--starts 5] [--rows 20000] [--models 5]
-
-This file shadows the ``xgboost`` package for scripts run from bench/: the package is imported with
-``loadgen.import_installed``.
+    .venv/bin/python bench/xgboost_image.py [--duration 5] [--rate 1000] [--starts 5] [--rows 20000] [--models 5]
 """
 
 from __future__ import annotations
@@ -42,7 +39,6 @@ from loadgen import (
     find,
     fmt_ms,
     image_size_mb,
-    import_installed,
     load_figures,
     measure,
     ratio,
@@ -99,7 +95,7 @@ def csv_body(rows: np.ndarray) -> bytes:
 def time_in_process(model_file: Path, repeats: int = 20) -> tuple[list[float], list[float], int]:
     """Load times (ms) of the model file alone, in this process: as the image does (``Booster.load_model``
     from the file's bytes) and as the flask baseline does (``XGBClassifier().load_model``); and its trees."""
-    xgboost = import_installed("xgboost")
+    import xgboost
     booster_ms, classifier_ms = [], []
     trees = 0
     for _ in range(repeats):

@@ -6,7 +6,7 @@ the first 200 on /ping (5 starts), serve it with 2 workers and load it (single-r
 JSON, Accept text/csv) closed loop with wrk, paced at ~1000 req/s with wrk's ``delay()`` and open loop
 at 1000 req/s with httperf. Prints figures; asserts nothing.
 
-    .venv/bin/python bench/preprocess.py [--duration 5] [--rate 1000] [--starts 5]
+    .venv/bin/python bench/preprocess_image.py [--duration 5] [--rate 1000] [--starts 5]
 """
 
 from __future__ import annotations
