@@ -39,6 +39,15 @@ class TrainingJob:
     env: TrainingEnvironment
     hyperparameters: dict[str, Any]
     model_dir: Path  # the staging folder: write the model here
+    published: bool = False
+
+    def publish(self) -> None:
+        """Move the finished model from staging into /opt/ml/model now (the harness does it after training
+        otherwise). Multi-host jobs call it on the leader before their last barrier, so that no host
+        exits — which ends a local-mode job — before the model is in place."""
+        if not self.published:
+            _publish(self.model_dir, self.env.model_dir)
+            self.published = True
 
     @property
     def output_data_dir(self) -> Path:
@@ -91,12 +100,14 @@ def run(train_fn: TrainFn, declared: Sequence[Hyperparameter], base: Path | None
         log.info("channels: %s; host %s of %s", {n: str(c.path) for n, c in env.channels.items()},
                  env.current_host, list(env.hosts))
         env.model_dir.mkdir(parents=True, exist_ok=True)
-        staging = env.model_dir / ".staging"
+        # One staging folder per host: SDK local mode gives every host the same /opt/ml/model.
+        staging = env.model_dir / f".staging-{env.current_host}"
         if staging.exists():
             shutil.rmtree(staging)
         staging.mkdir()
-        train_fn(TrainingJob(env, hyperparameters, staging))
-        _publish(staging, env.model_dir)
+        job = TrainingJob(env, hyperparameters, staging)
+        train_fn(job)
+        job.publish()
         log.info("training finished; model in %s", env.model_dir)
         return 0
     except BaseException as exc:  # every failure (SystemExit, Ctrl-C included) must reach the failure file

@@ -160,4 +160,5 @@ def train(job: TrainingJob) -> None:
                     "features_fingerprint": fingerprint}
             (job.model_dir / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
             log.info("saved %s (%d rounds, %d features)", MODEL_FILE, meta["rounds"], meta["num_features"])
-        barrier()  # no host leaves before the leader has saved the model
+            job.publish()
+        barrier()  # no host leaves before the leader's model is in /opt/ml/model

@@ -37,7 +37,7 @@ def test_success_publishes_the_model_and_removes_staging(opt_ml):
     assert run(summing_train, DECLARED, base=base) == 0
     assert model_files(base) == ["code", "code/inference.py", "model.json"]
     assert json.loads((base / "model" / "model.json").read_text()) == {"sum": 40.0, "rounds": 3}
-    assert not (base / "model" / ".staging").exists()
+    assert not (base / "model" / ".staging-algo-1").exists()
     assert not (base / "output" / "failure").exists()
     assert (base / "output" / "data" / "report.txt").read_text() == "ok"
 
@@ -52,8 +52,8 @@ def test_the_staging_folder_is_inside_model_dir_while_training(opt_ml):
         (job.model_dir / "m.bin").write_bytes(b"\x00\x01")
 
     assert run(train, DECLARED, base=base) == 0
-    assert seen["dir"] == base / "model" / ".staging"
-    assert seen["published_early"] == [".staging"]
+    assert seen["dir"] == base / "model" / ".staging-algo-1"
+    assert seen["published_early"] == [".staging-algo-1"]
     assert (base / "model" / "m.bin").read_bytes() == b"\x00\x01"
 
 
@@ -62,8 +62,8 @@ def test_previous_outputs_are_replaced(opt_ml):
     (base / "model" / "code").mkdir(parents=True)
     (base / "model" / "code" / "old.py").write_text("old")
     (base / "model" / "model.json").write_text("old")
-    (base / "model" / ".staging").mkdir()
-    (base / "model" / ".staging" / "leftover").write_text("from a crashed run")
+    (base / "model" / ".staging-algo-1").mkdir()
+    (base / "model" / ".staging-algo-1" / "leftover").write_text("from a crashed run")
 
     def train(job: TrainingJob) -> None:
         assert list(job.model_dir.iterdir()) == []  # a clean staging folder
@@ -168,4 +168,18 @@ def test_sys_exit_inside_training_still_writes_the_failure_and_cleans_up(opt_ml)
     assert run(train, DECLARED, base=base) == 1
     assert "SystemExit" in (base / "output" / "failure").read_text()
     assert model_files(base) == []
-    assert not (base / "model" / ".staging").exists()
+    assert not (base / "model" / ".staging-algo-1").exists()
+
+
+def test_publish_inside_training_moves_the_model_before_training_returns(opt_ml):
+    base = opt_ml(hyperparameters={"rounds": "2"}, channels={"train": {"a.csv": "1"}})
+    seen = {}
+
+    def train(job: TrainingJob) -> None:
+        (job.model_dir / "model.bin").write_bytes(b"\x01")
+        job.publish()  # what a multi-host leader does before its last barrier
+        seen["after_publish"] = sorted(p.name for p in (base / "model").iterdir())
+
+    assert run(train, DECLARED, base=base) == 0
+    assert seen["after_publish"] == ["model.bin"]
+    assert model_files(base) == ["model.bin"]
