@@ -288,6 +288,7 @@ class PipelineDeployment:
         env = {**spec.environment, **self.extra_env, "SAGEMAKER_BIND_TO_PORT": str(self.stage_ports[spec.index - 1])}
         if spec.index < len(self.specs):
             env.setdefault("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", STAGE_ACCEPT)
+        env.setdefault("SMKIT_ACCESS_LOG", "false")  # the front logs each request once; stages log failures
         return env
 
     def front_environment(self) -> dict[str, str]:

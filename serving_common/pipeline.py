@@ -31,11 +31,12 @@ by environment variables:
 - ``SAGEMAKER_MAX_PAYLOAD_IN_MB`` (``6``): request body limit (413 above it);
 - ``SMKIT_PIPELINE_WORKERS`` (``1``): worker processes, one event loop each;
 - ``SMKIT_PIPELINE_POOL`` (``16``): kept-alive connections per stage per worker (more requests wait for one);
-- ``SMKIT_LOG_LEVEL`` (``INFO``): INFO logs every failed invocation, DEBUG every invocation.
+- ``SMKIT_ACCESS_LOG`` (``true``): one line per invocation (failed ones are always logged); the local
+  pipeline turns the stages' own access logs off, so each request is logged once, here.
 
 Cost: the front is uvicorn (uvloop + httptools) on the server side and, on the client side, a pool of
 kept-alive HTTP/1.1 connections per stage driven by httptools' response parser on asyncio protocols
-(below); no timer per request (deadlines are swept) and no log line per successful request. On the
+(below); no timer per request (deadlines are swept). On the
 project's 2-core machine it costs ~180 us of CPU per request against two trivial stages (of which ~95 us
 is uvicorn serving the request at all), about a sixth of a preprocess -> xgboost pipeline's CPU under
 load; ``bench/pipeline.py`` measures it in place, beside the stages'.
@@ -60,6 +61,7 @@ from uvicorn_worker import UvicornWorker
 
 from .logs import LOG_FORMAT, configure_logging
 from .settings import (
+    ACCESS_LOG,
     BIND_TO_PORT,
     DEFAULT_PORT,
     DEFAULT_TIMEOUT_S,
@@ -67,6 +69,7 @@ from .settings import (
     MODEL_SERVER_TIMEOUT,
     WORKER_USER,
     SettingsError,
+    _bool,
     _float,
     _int,
     _log_level,
@@ -133,6 +136,7 @@ class PipelineConfig:
     pool_size: int = 16
     log_level: str = "INFO"
     worker_user: str | None = None
+    access_log: bool = True
 
     @property
     def max_payload_bytes(self) -> int:
@@ -157,6 +161,7 @@ class PipelineConfig:
             pool_size=_int(env, POOL, 16, minimum=1),
             log_level=_log_level(env),
             worker_user=env.get(WORKER_USER, "").strip() or None,
+            access_log=_bool(env, ACCESS_LOG, default=True),
         )
 
 
@@ -534,9 +539,9 @@ class PipelineApp:
                          (time.perf_counter() - started) * 1e3, size_in, len(body))
                 return
         await _answer(send, status, body, content_type, request_id)
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug("invocation id=%s status=%d ms=%.3f in=%d out=%d", request_id.decode("latin-1"), status,
-                      (time.perf_counter() - started) * 1e3, size_in, len(body))
+        if self.config.access_log:
+            log.info("invocation id=%s status=%d ms=%.3f in=%d out=%d", request_id.decode("latin-1"), status,
+                     (time.perf_counter() - started) * 1e3, size_in, len(body))
 
     async def _ping(self, send: Send) -> None:
         deadline = asyncio.get_running_loop().time() + min(PING_TIMEOUT_S, self.config.timeout_s)

@@ -4,6 +4,7 @@ on free loopback ports, the front itself served by uvicorn (uvloop + httptools) 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
 import socketserver
@@ -499,3 +500,15 @@ def test_a_stage_that_closes_fresh_connections_without_answering_is_502(one_shot
     response = post(front([Stage(1, "raw", "127.0.0.1", stage.server_address[1])]), b"1")
     assert response.status_code == 502
     assert "without answering" in response.json()["message"]
+
+
+@pytest.mark.parametrize("access_log", [True, False])
+def test_each_invocation_is_logged_once_at_the_front_unless_turned_off(stages, front, caplog, access_log):
+    _, _, stage_list = stages
+    url = front(stage_list, access_log=access_log)
+    with caplog.at_level(logging.INFO, logger="serving_common.pipeline"):
+        assert post(url, b"[1]", **{"X-Amzn-RequestId": "front-log-1"}).status_code == 200
+        time.sleep(0.1)
+    logged = [r.getMessage() for r in caplog.records if "front-log-1" in r.getMessage()]
+    assert (len(logged) == 1 and "status=200" in logged[0]) if access_log else not logged
+    assert PipelineConfig.from_env({"SMKIT_PIPELINE_STAGES": "8081", "SMKIT_ACCESS_LOG": "false"}).access_log is False
