@@ -47,7 +47,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import pwd
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -56,10 +55,10 @@ from typing import Any
 
 import httptools
 import orjson
-from gunicorn.app.base import BaseApplication
 from uvicorn_worker import UvicornWorker
 
-from .logs import LOG_FORMAT, configure_logging
+from .logs import configure_logging
+from .server import ModelServer, account, base_options
 from .settings import (
     ACCESS_LOG,
     BIND_TO_PORT,
@@ -88,7 +87,6 @@ CONTAINER_HEADER = b"x-pipeline-container"
 PING_TIMEOUT_S = 2.0
 #: Above this size a body is written after the request head instead of being joined to it.
 _JOIN_LIMIT = 64 * 1024
-_GRACEFUL_TIMEOUT_S = 20  # SageMaker sends SIGKILL 30 s after SIGTERM
 
 
 # -- configuration ------------------------------------------------------------------------------------
@@ -618,52 +616,11 @@ class FrontWorker(UvicornWorker):
     }
 
 
-class _FrontServer(BaseApplication):
-    def __init__(self, app: PipelineApp, options: dict[str, Any]) -> None:
-        self.application = app
-        self.options = options
-        super().__init__()
-
-    def load_config(self) -> None:
-        for key, value in self.options.items():
-            if key in self.cfg.settings and value is not None:
-                self.cfg.set(key, value)
-
-    def load(self) -> PipelineApp:
-        return self.application
-
-
 def gunicorn_options(config: PipelineConfig) -> dict[str, Any]:
-    options: dict[str, Any] = {
-        "bind": [f"0.0.0.0:{config.port}"],
-        "workers": config.workers,
-        "worker_class": f"{__name__}.FrontWorker",
-        "timeout": int(config.timeout_s) + 30,  # heartbeat only
-        "graceful_timeout": _GRACEFUL_TIMEOUT_S,
-        "keepalive": 75,  # longer than the idle timeout of load balancers
-        "worker_tmp_dir": "/dev/shm" if os.path.isdir("/dev/shm") else None,
-        "accesslog": None,
-        "errorlog": "-",
-        "loglevel": config.log_level.lower(),
-        "logconfig_dict": {
-            "version": 1,
-            "disable_existing_loggers": False,
-            "formatters": {"line": {"format": LOG_FORMAT}},
-            "handlers": {"stdout": {"class": "logging.StreamHandler", "formatter": "line",
-                                    "stream": "ext://sys.stdout"}},
-            "root": {"handlers": ["stdout"], "level": config.log_level},
-            "loggers": {"gunicorn.error": {"handlers": ["stdout"], "level": config.log_level, "propagate": False}},
-        },
-        "proc_name": "pipeline-front",
-        "control_socket_disable": True,
-    }
-    if os.geteuid() == 0 and config.worker_user:  # the front reads nothing: it needs no privileges
-        try:
-            entry = pwd.getpwnam(config.worker_user)
-            options["user"], options["group"] = entry.pw_uid, entry.pw_gid
-        except KeyError:
-            pass
-    return options
+    # The front reads no model and no file: its workers need no privileges at all.
+    return base_options(port=config.port, workers=config.workers, worker_class=f"{__name__}.FrontWorker",
+                        heartbeat_s=int(config.timeout_s) + 30, log_level=config.log_level,
+                        proc_name="pipeline-front", identity=account(config.worker_user))
 
 
 def main() -> int:
@@ -675,7 +632,7 @@ def main() -> int:
     configure_logging(config.log_level)
     log.info("pipeline front on port %d with %d worker(s): %s", config.port, config.workers,
              " -> ".join(stage.label for stage in config.stages))
-    _FrontServer(PipelineApp(config), gunicorn_options(config)).run()
+    ModelServer(PipelineApp(config), gunicorn_options(config)).run()
     return 0
 
 

@@ -53,53 +53,66 @@ class Worker(UvicornWorker):
 
 def worker_identity(settings: Settings) -> tuple[int, int] | None:
     """(uid, gid) that request workers switch to: only when started as root and the account exists."""
-    if os.geteuid() != 0 or not settings.worker_user:
+    return account(settings.worker_user)
+
+
+def account(user: str | None) -> tuple[int, int] | None:
+    """(uid, gid) of ``user`` when this process runs as root (so it can switch); else None."""
+    if os.geteuid() != 0 or not user:
         return None
     try:
-        entry = pwd.getpwnam(settings.worker_user)
+        entry = pwd.getpwnam(user)
     except KeyError:
-        log.warning("worker user %r does not exist: workers keep running as root", settings.worker_user)
+        log.warning("worker user %r does not exist: workers keep running as root", user)
         return None
     return entry.pw_uid, entry.pw_gid
 
 
-def gunicorn_options(settings: Settings) -> dict[str, Any]:
+def base_options(*, port: int, workers: int, worker_class: str, heartbeat_s: int, log_level: str,
+                 proc_name: str, identity: tuple[int, int] | None) -> dict[str, Any]:
+    """gunicorn settings every server of ours shares (model servers and the pipeline front)."""
     options: dict[str, Any] = {
-        "bind": [f"0.0.0.0:{settings.port}"],
-        "workers": settings.workers,
-        "worker_class": f"{__name__}.Worker",
-        "timeout": settings.timeout_s + 30,  # heartbeat; the per-request limit is enforced by the app
+        "bind": [f"0.0.0.0:{port}"],
+        "workers": workers,
+        "worker_class": worker_class,
+        "timeout": heartbeat_s,
         "graceful_timeout": GRACEFUL_TIMEOUT_S,
         "keepalive": 75,  # longer than the idle timeout of SageMaker's (and most) load balancers
         "worker_tmp_dir": "/dev/shm" if os.path.isdir("/dev/shm") else None,
         "accesslog": None,
         "errorlog": "-",
-        "loglevel": settings.log_level.lower(),
+        "loglevel": log_level.lower(),
         "logconfig_dict": {
             "version": 1,
             "disable_existing_loggers": False,
             "formatters": {"line": {"format": LOG_FORMAT}},
             "handlers": {"stdout": {"class": "logging.StreamHandler", "formatter": "line",
                                     "stream": "ext://sys.stdout"}},
-            "root": {"handlers": ["stdout"], "level": settings.log_level},
+            "root": {"handlers": ["stdout"], "level": log_level},
             "loggers": {
-                "gunicorn.error": {"handlers": ["stdout"], "level": settings.log_level, "propagate": False},
+                "gunicorn.error": {"handlers": ["stdout"], "level": log_level, "propagate": False},
                 "gunicorn.access": {"handlers": ["stdout"], "level": "WARNING", "propagate": False},
             },
         },
-        "proc_name": "model-server",
-        "control_socket_disable": True,
+        "proc_name": proc_name,
+        "control_socket_disable": True,  # it would write a socket file: the root is read-only
     }
-    identity = worker_identity(settings)
     if identity:
         options["user"], options["group"] = identity
     return options
 
 
-class ModelServer(BaseApplication):
-    """gunicorn configured from code: no config file to find on a read-only root."""
+def gunicorn_options(settings: Settings) -> dict[str, Any]:
+    # The heartbeat only catches hung workers; the per-request limit is enforced by the app.
+    return base_options(port=settings.port, workers=settings.workers, worker_class=f"{__name__}.Worker",
+                        heartbeat_s=settings.timeout_s + 30, log_level=settings.log_level,
+                        proc_name="model-server", identity=worker_identity(settings))
 
-    def __init__(self, app: InferenceApp, options: dict[str, Any]) -> None:
+
+class ModelServer(BaseApplication):
+    """gunicorn serving an ASGI app, configured from code: no config file to find on a read-only root."""
+
+    def __init__(self, app: Callable[..., Any], options: dict[str, Any]) -> None:
         self.application = app
         self.options = options
         super().__init__()
@@ -109,7 +122,7 @@ class ModelServer(BaseApplication):
             if key in self.cfg.settings and value is not None:
                 self.cfg.set(key, value)
 
-    def load(self) -> InferenceApp:
+    def load(self) -> Callable[..., Any]:
         return self.application
 
 
