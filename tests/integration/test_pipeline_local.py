@@ -324,7 +324,8 @@ def test_stage_and_front_environments(tmp_path):
     deployment = PipelineDeployment(None, specs, "e", extra_env={"SAGEMAKER_MAX_PAYLOAD_IN_MB": "20"})
     first, second, last = (deployment.stage_environment(spec) for spec in specs)
     assert first == {"A": "1", "SAGEMAKER_MAX_PAYLOAD_IN_MB": "20", "SAGEMAKER_BIND_TO_PORT": "8081",
-                     "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT": "text/csv"}
+                     "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT": "text/csv",
+                     "SMKIT_ACCESS_LOG": "false"}  # the front logs each request once; stages log failures
     assert second["SAGEMAKER_BIND_TO_PORT"] == "8082" and second["SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT"] == "text/csv"
     assert "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT" not in deployment.stage_environment(
         ContainerSpec.from_definition(3, {"Image": "post:1"}))  # the last stage answers in the client's Accept
