@@ -55,7 +55,6 @@ from typing import Any
 
 import httptools
 import orjson
-from uvicorn_worker import UvicornWorker
 
 from .logs import configure_logging
 from .server import ModelServer, account, base_options
@@ -603,22 +602,9 @@ async def _answer(send: Send, status: int, body: bytes, content_type: bytes | No
 # -- the process: gunicorn + uvicorn workers ----------------------------------------------------------
 
 
-class FrontWorker(UvicornWorker):
-    """uvicorn worker: uvloop, httptools; lifespan on (the stage pools live in the worker's loop)."""
-
-    CONFIG_KWARGS = {
-        "loop": "uvloop",
-        "http": "httptools",
-        "lifespan": "on",
-        "access_log": False,
-        "server_header": False,
-        "date_header": False,
-    }
-
-
 def gunicorn_options(config: PipelineConfig) -> dict[str, Any]:
     # The front reads no model and no file: its workers need no privileges at all.
-    return base_options(port=config.port, workers=config.workers, worker_class=f"{__name__}.FrontWorker",
+    return base_options(port=config.port, workers=config.workers, worker_class="serving_common.server.Worker",
                         heartbeat_s=int(config.timeout_s) + 30, log_level=config.log_level,
                         proc_name="pipeline-front", identity=account(config.worker_user))
 

@@ -2,8 +2,9 @@
 
 Why not flask under gunicorn's sync workers: they parse HTTP in Python and close the connection after every
 request: 0.75 ms CPU per request against this stack's 0.28 ms with an empty handler (bench/http_stack.py
-measures both side by side), which alone would cap a 2-vCPU instance below the targets. gunicorn still does what it does well:
-pre-forking, restarting dead workers, dropping workers to an unprivileged user, graceful SIGTERM.
+measures both side by side), which alone would cap a 2-vCPU instance below the targets. gunicorn still
+does what it does well: pre-forking, restarting dead workers, dropping workers to an unprivileged user,
+graceful SIGTERM.
 """
 
 from __future__ import annotations

@@ -385,7 +385,7 @@ def test_config_from_the_environment():
         PipelineConfig.from_env({"SMKIT_PIPELINE_STAGES": "8080"})
     options = gunicorn_options(config)
     assert options["bind"] == ["0.0.0.0:9000"] and options["workers"] == 2
-    assert options["worker_class"] == "serving_common.pipeline.FrontWorker"
+    assert options["worker_class"] == "serving_common.server.Worker"  # the model servers' worker
 
 
 def _module_env(**env: str) -> dict[str, str]:
