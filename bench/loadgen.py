@@ -541,6 +541,32 @@ def _running(container: Any) -> bool:
     return container.container.status not in ("exited", "dead")
 
 
+def time_starts(client: Any, image: str, model_dir: Path, started: list[Any], times: int) -> list[float]:
+    """Seconds from ``docker run IMAGE serve`` to the first 200 on /ping, ``times`` times (printed as they come)."""
+    step(f"start time: docker run {image} serve -> first 200 on /ping, {times} times")
+    starts = []
+    for _ in range(times):
+        container, created, seconds = start_container(client, image, model_dir, started)
+        starts.append(seconds)
+        container.remove()
+        print(f"    first 200 on /ping after {seconds:.2f} s (the docker create + start call returned after "
+              f"{created:.2f} s)", flush=True)
+    return starts
+
+
+def measure_image(name: str, client: Any, image: str, model_dir: Path, started: list[Any], single: Payload,
+                  batch: Payload, args: Any) -> tuple[list[Result], bytes]:
+    """The image served on the host network under the usual loads; also its answer to ``batch`` (reference)."""
+    step(f"{name} ({SERVE_ENV.get('SAGEMAKER_MODEL_SERVER_WORKERS', 'default')} workers, read-only root, "
+         "host network: no docker-proxy in the path)")
+    container, _, _ = start_container(client, image, model_dir, started)
+    reference = container.invoke(batch.body, batch.content_type, batch.accept)
+    reference.raise_for_status()
+    results = measure(name, container.url, single, batch, container_meters(container), args)
+    container.remove()
+    return results, reference.content
+
+
 def start_container(client: Any, image: str, model_dir: Path | None, started: list[Any],
                     env: Mapping[str, str] | None = None,
                     volumes: Mapping[str, Mapping[str, str]] | None = None) -> tuple[Any, float, float]:

@@ -31,21 +31,21 @@ from loadgen import (
     Payload,
     Result,
     Server,
-    container_meters,
     exit_on_sigterm,
     figure_rows,
     image_size_mb,
     load_figures,
     measure,
+    measure_image,
     result_headers,
     result_row,
     same_output,
     start_and_size_lines,
     start_and_size_rows,
-    start_container,
     step,
     table,
     target_lines,
+    time_starts,
 )
 
 # Importable because loadgen (imported above) puts the repository root on sys.path.
@@ -128,21 +128,9 @@ def main(argv: list[str] | None = None) -> int:
         batch = Payload(json.dumps(live).encode(), "application/json", "text/csv", records=100)
         print(f"    single-record body {len(single.body)} B, 100-record body {len(batch.body)} B")
 
-        step(f"start time: docker run {image} serve -> first 200 on /ping, {args.starts} times")
-        starts = []
-        for _ in range(args.starts):
-            container, created, seconds = start_container(client, image, model_dir, containers)
-            starts.append(seconds)
-            container.remove()
-            print(f"    first 200 on /ping after {seconds:.2f} s (the docker create + start call returned after "
-                  f"{created:.2f} s)", flush=True)
-
-        step(f"{IMAGE} (2 workers, read-only root, host network: no docker-proxy in the path)")
-        container, _, _ = start_container(client, image, model_dir, containers)
-        reference = container.invoke(batch.body, batch.content_type, batch.accept)
-        reference.raise_for_status()
-        results += measure(IMAGE, container.url, single, batch, container_meters(container), args)
-        container.remove()
+        starts = time_starts(client, image, model_dir, containers, args.starts)
+        image_results, reference = measure_image(IMAGE, client, image, model_dir, containers, single, batch, args)
+        results += image_results
 
         step(f"{CEILING}: the same stack with nothing behind it, same requests")
         servers.append(ceiling := ours_server(work, name=CEILING))
@@ -160,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
             answer = requests.post(f"{plain.url}/invocations", data=batch.body, timeout=30,
                                    headers={"Content-Type": batch.content_type, "Accept": "text/csv"})
             answer.raise_for_status()
-            print(f"    its response vs the image's (100 records): {same_output(reference.content, answer.content)}")
+            print(f"    its response vs the image's (100 records): {same_output(reference, answer.content)}")
             results += measure(SKLEARN, plain.url, single, batch, {"server": plain.cpu_seconds}, args, paced=False)
             plain.stop()
 

@@ -33,7 +33,6 @@ from loadgen import (
     Payload,
     Result,
     Server,
-    container_meters,
     exit_on_sigterm,
     figure_rows,
     find,
@@ -41,6 +40,7 @@ from loadgen import (
     image_size_mb,
     load_figures,
     measure,
+    measure_image,
     ratio,
     result_headers,
     result_row,
@@ -51,6 +51,7 @@ from loadgen import (
     step,
     table,
     target_lines,
+    time_starts,
     verdict,
 )
 
@@ -184,24 +185,12 @@ def main(argv: list[str] | None = None) -> int:
         batch = Payload(csv_body(live), "text/csv", "text/csv", records=BATCH)
         print(f"    single-row body {len(single.body)} B, {BATCH}-row body {len(batch.body)} B")
 
-        step(f"start time: docker run {image} serve -> first 200 on /ping, {args.starts} times")
-        starts = []
-        for _ in range(args.starts):
-            container, created, seconds = start_container(client, image, model_dir, containers)
-            starts.append(seconds)
-            container.remove()
-            print(f"    first 200 on /ping after {seconds:.2f} s (the docker create + start call returned after "
-                  f"{created:.2f} s)", flush=True)
-
-        step(f"{IMAGE} ({WORKERS} workers, read-only root, host network: no docker-proxy in the path)")
-        container, _, _ = start_container(client, image, model_dir, containers)
-        reference = container.invoke(batch.body, batch.content_type, batch.accept)
-        reference.raise_for_status()
-        results += measure(IMAGE, container.url, single, batch, container_meters(container), args)
-        container.remove()
+        starts = time_starts(client, image, model_dir, containers, args.starts)
+        image_results, reference = measure_image(IMAGE, client, image, model_dir, containers, single, batch, args)
+        results += image_results
 
         step(f"multi-model endpoint: POST /models of the {trees}-tree model under {args.models} names")
-        loads = time_model_loads(client, image, model_dir, work, args.models, batch, reference.content, containers)
+        loads = time_model_loads(client, image, model_dir, work, args.models, batch, reference, containers)
 
         step(f"{CEILING}: the same stack with nothing behind it, same requests")
         servers.append(ceiling := ours_server(work, name=CEILING))
@@ -221,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
             answer = requests.post(f"{plain.url}/invocations", data=batch.body, timeout=30,
                                    headers={"Content-Type": batch.content_type, "Accept": "text/csv"})
             answer.raise_for_status()
-            print(f"    its scores vs the image's ({BATCH} rows): {scores_compared(reference.content, answer.content)}")
+            print(f"    its scores vs the image's ({BATCH} rows): {scores_compared(reference, answer.content)}")
             results += measure(PLAIN, plain.url, single, batch, {"server": plain.cpu_seconds}, args, paced=False)
             plain.stop()
 

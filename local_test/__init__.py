@@ -1,1 +1,1 @@
-"""Local smoke runs of the containers (SageMaker Python SDK local mode comes with the pipeline work)."""
+"""Local runs of the containers through the SageMaker Python SDK's local mode, offline: the main job, helpers, report."""
