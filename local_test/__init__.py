@@ -1,1 +1,1 @@
-"""Local runs of the containers through the SageMaker Python SDK's local mode, offline: the main job, helpers, report."""
+"""Local runs of the containers through the SageMaker SDK's local mode, offline: the main job, helpers, report."""

@@ -50,12 +50,23 @@ def _rows(rows: list[Any]) -> np.ndarray:
     return np.array(matrix, dtype=np.float64)
 
 
-def _csv_rows(rows: list[list[str]]) -> np.ndarray:
-    """CSV cells are all text: numpy's own string-to-double conversion reads a well-formed body at C speed
-    (~10x the per-cell loop); anything it refuses (empty cells, ragged rows, words, infinity) takes the
-    per-cell path, which says exactly what and where."""
+def plain_csv_matrix(body: bytes) -> np.ndarray | None:
+    """A UTF-8 CSV body of plain numbers straight from its bytes (~10x faster than the csv module plus the
+    per-cell checks), or None when it needs them: quotes, empty cells, words, ragged rows, infinity."""
     try:
-        matrix = np.array(rows, dtype=np.str_).astype(np.float64)
+        matrix = np.array([[float(cell) for cell in line.split(b",")] for line in body.splitlines() if line.strip()],
+                          dtype=np.float64)
+    except ValueError:
+        return None
+    if matrix.ndim != 2 or not matrix.size or np.isinf(matrix).any():
+        return None
+    return matrix
+
+
+def _csv_rows(rows: list[list[str]]) -> np.ndarray:
+    """Parsed CSV rows: plain numbers the fast way; anything else cell by cell, which says what and where."""
+    try:
+        matrix = np.array([[float(cell) for cell in row] for row in rows], dtype=np.float64)
     except ValueError:
         return _rows(rows)
     if matrix.ndim != 2 or not matrix.shape[1] or np.isinf(matrix).any():

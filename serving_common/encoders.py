@@ -88,6 +88,14 @@ def _csv_cell(value: Any) -> str:
 
 def encode_csv(prediction: Any) -> bytes:
     """A 1-D output is one value per line; a 2-D output one row per line. No header."""
+    if isinstance(prediction, np.ndarray) and prediction.dtype.kind == "f" and prediction.ndim in (1, 2):
+        # The common case, without the per-cell type dispatch: repr of a Python float (float32 values are
+        # widened exactly) is the shortest text that parses back to the same double.
+        check_finite(prediction)
+        values = prediction.tolist()
+        if prediction.ndim == 1:
+            return "\n".join(map(repr, values)).encode()
+        return "\n".join(",".join(map(repr, row)) for row in values).encode()
     rows = _rows(prediction)
     lines = []
     for row in rows:

@@ -16,7 +16,7 @@ from xgboost._data_utils import array_interface
 from xgboost.core import _LIB, _check_call, c_bst_ulong
 
 from serving_common import encoders
-from serving_common.arrays import to_matrix
+from serving_common.arrays import plain_csv_matrix, to_matrix
 from serving_common.content_types import CSV, JSON, JSONLINES, LIBSVM, NPY, MediaType
 from serving_common.errors import BadRequest
 from serving_common.handler import Handler, RequestContext
@@ -121,6 +121,10 @@ class XGBoostHandler(Handler):
     def decode(self, body: bytes, media_type: MediaType, context: RequestContext) -> Any:
         if media_type.essence == LIBSVM:
             return _libsvm(body, media_type)
+        if media_type.essence == CSV and media_type.text_codec() == "utf-8":
+            matrix = plain_csv_matrix(body)
+            if matrix is not None:
+                return matrix
         return to_matrix(super().decode(body, media_type, context), media_type.essence)
 
     def predict(self, model: Model, data: Any, context: RequestContext) -> np.ndarray:
