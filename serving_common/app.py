@@ -68,7 +68,6 @@ class InferenceApp:
         self.executor: ThreadPoolExecutor | None = None
         self._prefix = f"{os.getpid():x}-"
         self._counter = 0
-        self._recent_ms: float | None = None
 
     # -- lifespan ---------------------------------------------------------------------------------
     def load(self) -> None:
@@ -179,24 +178,7 @@ class InferenceApp:
 
     async def _invoke(self, request: Request, model: str | None) -> Response:
         assert self.service is not None
-        recent = self._recent_ms
-        if recent is not None and recent < INLINE_MAX_MS and len(request.body) <= INLINE_MAX_BYTES:
-            # Handing a request to the prediction thread costs ~60 µs, a fifth of the server's own cost per
-            # request. Small requests to a model that has been answering in under INLINE_MAX_MS run on the
-            # event loop instead: /ping then waits at most a few such predictions. Until a first prediction
-            # has been timed, and after slow ones lift the average, requests go to the thread.
-            return self._timed_invoke(request)
-        return await self._run(self._timed_invoke, request)
-
-    def _timed_invoke(self, request: Request) -> Response:
-        """Service.invoke, keeping a moving average of how long predictions take (queueing excluded)."""
-        assert self.service is not None
-        started = time.perf_counter()
-        response = self.service.invoke(request)
-        elapsed_ms = (time.perf_counter() - started) * 1e3
-        recent = self._recent_ms
-        self._recent_ms = elapsed_ms if recent is None else recent + 0.1 * (elapsed_ms - recent)
-        return response
+        return await self._run(self.service.invoke, request)
 
     async def _run(self, call: Callable[[Request], Response], request: Request) -> Response:
         """``call(request)`` on the prediction thread, within the per-request time limit."""
@@ -212,11 +194,6 @@ class InferenceApp:
                       self.settings.timeout_s)
             os.kill(os.getpid(), signal.SIGTERM)
             return error_response(ModelError(f"prediction exceeded the {self.settings.timeout_s} s timeout"))
-
-
-# Requests up to this size, to a model averaging under INLINE_MAX_MS, are predicted on the event loop.
-INLINE_MAX_BYTES = 16 * 1024
-INLINE_MAX_MS = 1.0
 
 
 class ClientDisconnected(Exception):

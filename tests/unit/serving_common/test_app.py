@@ -8,7 +8,6 @@ import os
 import signal
 import textwrap
 import threading
-import time
 
 import orjson
 import pytest
@@ -306,39 +305,4 @@ def test_access_log_can_be_turned_off_but_failures_are_always_logged(make_app, a
     messages = [record.getMessage() for record in caplog.records if record.name == "serving_common.access"]
     assert not any("quiet-ok" in m for m in messages)
     assert any("loud-bad" in m and "status=400" in m for m in messages)
-    client.shutdown()
-
-
-def _thread_recording_app(linear_handler, model_dir, asgi_client, delay_s: float = 0.0):
-    threads: list[str] = []
-
-    class Recording(linear_handler):
-        def predict(self, model, data, context):
-            threads.append(threading.current_thread().name)
-            time.sleep(delay_s)
-            return super().predict(model, data, context)
-
-    settings = Settings.from_env({"SM_MODEL_DIR": str(model_dir)})
-    client = asgi_client(InferenceApp(Recording, settings))
-    client.startup()
-    return client, threads
-
-
-def test_fast_small_predictions_run_on_the_event_loop_after_a_first_timed_one(linear_handler, model_dir, asgi_client):
-    client, threads = _thread_recording_app(linear_handler, model_dir, asgi_client)
-    for _ in range(3):
-        assert post(client, b"[[1, 2]]").status == 200
-    assert threads[0].startswith("predict")  # not timed yet: the prediction thread
-    assert threads[1:] == [threading.current_thread().name] * 2  # the event loop's thread: no hand-off
-    big = b"[" + b",".join([b"[1, 2]"] * 4000) + b"]"  # over INLINE_MAX_BYTES
-    assert len(big) > app_module.INLINE_MAX_BYTES and post(client, big).status == 200
-    assert threads[-1].startswith("predict")
-    client.shutdown()
-
-
-def test_slow_predictions_stay_on_the_prediction_thread(linear_handler, model_dir, asgi_client):
-    client, threads = _thread_recording_app(linear_handler, model_dir, asgi_client, delay_s=0.005)  # > 1 ms
-    for _ in range(4):
-        assert post(client, b"[[1, 2]]").status == 200
-    assert all(name.startswith("predict") for name in threads)
     client.shutdown()
