@@ -115,7 +115,8 @@ def train(client: docker_sdk.DockerClient, image: str, opt_ml: OptMl, timeout: i
 
 
 def train_cluster(client: docker_sdk.DockerClient, image: str, jobs: list[OptMl], timeout: int = 600,
-                  kill_after: Mapping[str, float] | None = None) -> list[TrainResult]:
+                  kill_after: Mapping[str, float] | None = None,
+                  environment: Mapping[str, str] | None = None) -> list[TrainResult]:
     """``train`` on several hosts at once, on a private Docker network where each is reachable by its name.
 
     ``jobs`` hold one /opt/ml tree per host (their ``hosts``/``current_host`` say who is who);
@@ -128,7 +129,7 @@ def train_cluster(client: docker_sdk.DockerClient, image: str, jobs: list[OptMl]
             job.write_config()
             # One interface per host, as on SageMaker: only the job's network, where its name resolves.
             container = client.containers.create(
-                image, ["train"], hostname=job.current_host, network=network.name,
+                image, ["train"], hostname=job.current_host, network=network.name, environment=dict(environment or {}),
                 networking_config={network.name: client.api.create_endpoint_config(aliases=[job.current_host])},
                 volumes={str(job.root): {"bind": "/opt/ml", "mode": "rw"}})
             containers.append(container)

@@ -137,7 +137,9 @@ def test_a_failing_host_fails_the_job(docker, image_of, tmp_path, failure):
         (jobs[1].channel_dir("train") / "part-1.csv").write_text("1,2,three\n")
     else:
         kill = {"algo-2": 15.0}
-    leader, worker = train_cluster(docker, image_of("xgboost"), jobs, timeout=300, kill_after=kill)
+    # A killed host may vanish without resetting its connections: the collective timeout ends the wait.
+    leader, worker = train_cluster(docker, image_of("xgboost"), jobs, timeout=300, kill_after=kill,
+                                   environment={"SMKIT_COLLECTIVE_TIMEOUT_S": "20"})
     assert worker.exit_code != 0
     assert leader.exit_code != 0, leader.logs  # the job fails instead of reporting success
     assert not (leader.opt_ml.model_dir / "xgboost-model").exists()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import socket
 import time
 from collections.abc import Iterator
@@ -25,6 +26,22 @@ log = logging.getLogger("xgboost_container")
 TRACKER_PORT = 9099
 BOOTSTRAP_TIMEOUT_S = 900
 CONNECT_RETRIES = 180
+# A host that dies without its TCP connections being reset (a killed container, a lost instance) would leave
+# the others waiting in a collective operation forever: any operation slower than this fails the job instead.
+# Generous by default, as the first operation waits for every host to have loaded its data.
+COLLECTIVE_TIMEOUT = "SMKIT_COLLECTIVE_TIMEOUT_S"
+DEFAULT_COLLECTIVE_TIMEOUT_S = 1800
+
+
+def collective_timeout_s() -> int:
+    raw = os.environ.get(COLLECTIVE_TIMEOUT, "").strip()
+    try:
+        value = int(raw) if raw else DEFAULT_COLLECTIVE_TIMEOUT_S
+    except ValueError:
+        raise TrainingError(f"{COLLECTIVE_TIMEOUT}={raw!r} is not a whole number of seconds") from None
+    if value < 1:
+        raise TrainingError(f"{COLLECTIVE_TIMEOUT} must be at least 1 second")
+    return value
 
 
 def _resolve(host: str, deadline: float) -> str:
@@ -54,7 +71,7 @@ def collective_group(env: TrainingEnvironment) -> Iterator[None]:
         log.info("tracker for %d hosts on %s:%d", len(env.hosts), leader_address, TRACKER_PORT)
     # Hosts start at different times: a worker retries (about once a second) until the tracker is up.
     args = {"dmlc_communicator": "rabit", "dmlc_tracker_uri": leader_address, "dmlc_tracker_port": TRACKER_PORT,
-            "dmlc_task_id": env.current_host, "dmlc_retry": CONNECT_RETRIES}
+            "dmlc_task_id": env.current_host, "dmlc_retry": CONNECT_RETRIES, "dmlc_timeout": collective_timeout_s()}
     try:
         with collective.CommunicatorContext(**args):
             log.info("joined the collective as rank %d of %d", collective.get_rank(), collective.get_world_size())
