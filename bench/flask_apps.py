@@ -61,9 +61,8 @@ def preprocess_app() -> Flask:
         records = data if isinstance(data, list) else data.get("instances", [data])
         frame = pd.json_normalize(records).reindex(columns=spec.input_columns)
         frame[spec.numeric] = frame[spec.numeric].astype("float64")
-        categorical = frame[spec.categorical].astype(object)
-        frame[spec.categorical] = categorical.where(categorical.notna(), np.nan).map(
-            lambda v: v if v is np.nan else str(v))
+        frame[spec.categorical] = frame[spec.categorical].astype(object).map(
+            lambda v: np.nan if pd.isna(v) else str(v))
         matrix = np.asarray(transformer.transform(frame.to_numpy(dtype=object)), dtype=np.float64)
         return Response(encoders.encode_csv(matrix), status=200, mimetype="text/csv")
 
