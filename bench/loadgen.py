@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import requests
+
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 if str(ROOT) not in sys.path:
@@ -565,6 +567,25 @@ def measure_image(name: str, client: Any, image: str, model_dir: Path, started: 
     results = measure(name, container.url, single, batch, container_meters(container), args)
     container.remove()
     return results, reference.content
+
+
+def measure_baseline(name: str, server: Any, single: Payload, batch: Payload, reference: bytes,
+                     compare: Callable[[bytes, bytes], str], what: str, args: Any) -> list[Result]:
+    """The classic flask baseline: start it, check its answer to ``batch`` against the image's (printed with
+    ``compare``), measure it (closed loop and open loop; no paced run), stop it. A baseline that does not start
+    is reported and skipped, so the figures measured so far still print."""
+    try:
+        server.start()
+    except RuntimeError as exc:
+        print(f"    {exc}", file=sys.stderr)
+        return []
+    answer = requests.post(f"{server.url}/invocations", data=batch.body, timeout=30,
+                           headers={"Content-Type": batch.content_type, "Accept": "text/csv"})
+    answer.raise_for_status()
+    print(f"    its answer vs the image's ({what}): {compare(reference, answer.content)}")
+    results = measure(name, server.url, single, batch, {"server": server.cpu_seconds}, args, paced=False)
+    server.stop()
+    return results
 
 
 def start_container(client: Any, image: str, model_dir: Path | None, started: list[Any],

@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import requests
 from http_stack import flask_server, ours_server
 from loadgen import (
     BASE_IMAGE,
@@ -36,6 +35,7 @@ from loadgen import (
     image_size_mb,
     load_figures,
     measure,
+    measure_baseline,
     measure_image,
     result_headers,
     result_row,
@@ -140,17 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         step(f"{SKLEARN}: FittedFeatures.load + transform_records_sklearn per request, 2 sync workers")
         env = {"BENCH_MODEL_DIR": str(model_dir), "BENCH_PREPROCESS_CODE": str(preprocess_code(client, image, work))}
         servers.append(plain := flask_server(work, "flask_apps:preprocess_app()", name=SKLEARN, env=env))
-        try:
-            plain.start()
-        except RuntimeError as exc:  # report what was measured so far
-            print(f"    {exc}", file=sys.stderr)
-        else:
-            answer = requests.post(f"{plain.url}/invocations", data=batch.body, timeout=30,
-                                   headers={"Content-Type": batch.content_type, "Accept": "text/csv"})
-            answer.raise_for_status()
-            print(f"    its response vs the image's (100 records): {same_output(reference, answer.content)}")
-            results += measure(SKLEARN, plain.url, single, batch, {"server": plain.cpu_seconds}, args, paced=False)
-            plain.stop()
+        results += measure_baseline(SKLEARN, plain, single, batch, reference, same_output, "100 records", args)
 
         sizes = (image_size_mb(client, image), image_size_mb(client, BASE_IMAGE))
         report(results, starts, sizes, image, args.rate)

@@ -40,6 +40,7 @@ from loadgen import (
     image_size_mb,
     load_figures,
     measure,
+    measure_baseline,
     measure_image,
     ratio,
     result_headers,
@@ -202,17 +203,7 @@ def main(argv: list[str] | None = None) -> int:
              f"n_jobs={threads} (the image's share)")
         env = {"BENCH_MODEL_FILE": str(model_file), "BENCH_THREADS": str(threads)}
         servers.append(plain := flask_server(work, "flask_apps:xgboost_app()", workers=WORKERS, name=PLAIN, env=env))
-        try:
-            plain.start()
-        except RuntimeError as exc:  # report what was measured so far
-            print(f"    {exc}", file=sys.stderr)
-        else:
-            answer = requests.post(f"{plain.url}/invocations", data=batch.body, timeout=30,
-                                   headers={"Content-Type": batch.content_type, "Accept": "text/csv"})
-            answer.raise_for_status()
-            print(f"    its scores vs the image's ({BATCH} rows): {scores_compared(reference, answer.content)}")
-            results += measure(PLAIN, plain.url, single, batch, {"server": plain.cpu_seconds}, args, paced=False)
-            plain.stop()
+        results += measure_baseline(PLAIN, plain, single, batch, reference, scores_compared, f"{BATCH} rows", args)
 
         sizes = (image_size_mb(client, image), image_size_mb(client, BASE_IMAGE))
         report(results, starts, sizes, image, args.rate, loads, booster_ms, classifier_ms, trees)
