@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from .jobs import write_json
+from .jobs import write_files, write_json
 
 _CONTAINER = Path(__file__).resolve().parents[3] / "containers" / "xgboost"
 if str(_CONTAINER) not in sys.path:
@@ -47,15 +47,7 @@ def opt_ml(tmp_path: Path):
         if resourceconfig is not None:
             write_json(config / "resourceconfig.json", resourceconfig)
         for channel, files in (channels or {}).items():
-            folder = base / "input" / "data" / channel
-            folder.mkdir(parents=True, exist_ok=True)
-            for file_name, content in files.items():
-                target = folder / file_name
-                target.parent.mkdir(parents=True, exist_ok=True)
-                if isinstance(content, bytes):
-                    target.write_bytes(content)
-                else:
-                    target.write_text(content)
+            write_files(base / "input" / "data" / channel, files)
         return base
 
     return build

@@ -14,6 +14,18 @@ def write_json(path: Path, value: Any) -> None:
     path.write_text(json.dumps(value))
 
 
+def write_files(folder: Path, files: dict[str, str | bytes]) -> None:
+    """``{relative name: text or bytes}`` written under ``folder`` (sub-folders created)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for file_name, content in files.items():
+        target = folder / file_name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            target.write_bytes(content)
+        else:
+            target.write_text(content)
+
+
 def csv_text(table: np.ndarray) -> str:
     """Rows of ``label,feature,...`` (no header), numbers written so that they read back exactly."""
     return "".join(",".join(repr(float(v)) for v in row) + "\n" for row in table)

@@ -17,20 +17,15 @@ from serving_common.training.environment import Channel, TrainingEnvironment
 from serving_common.training.harness import TrainingError
 from xgboost_container.data import LIBSVM, PARQUET, content_type_of, data_files, load_channel
 
+from .jobs import write_files
+
 ROOT = Path(__file__).resolve().parents[3]
 
 
 def channel(tmp_path: Path, files: dict[str, str | bytes], content_type: str | None = None,
             distribution: str = "FullyReplicated", name: str = "train") -> Channel:
     folder = tmp_path / name
-    for file_name, content in files.items():
-        target = folder / file_name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(content, bytes):
-            target.write_bytes(content)
-        else:
-            target.write_text(content)
-    folder.mkdir(parents=True, exist_ok=True)
+    write_files(folder, files)
     return Channel(name, folder, content_type=content_type, distribution=distribution)
 
 
