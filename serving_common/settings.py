@@ -132,7 +132,7 @@ class Settings:
     models_dir: Path = Path("/opt/ml/models")
     worker_user: str | None = None
     log_level: str = "INFO"
-    access_log: bool = True
+    access_log: bool = False
     mme_memory_budget_mb: float | None = None  # None: derived from the memory limit at start
 
     @property
@@ -163,6 +163,6 @@ class Settings:
             model_dir=Path(env.get(MODEL_DIR, "").strip() or "/opt/ml/model"),
             worker_user=env.get(WORKER_USER, "").strip() or None,
             log_level=_log_level(env),
-            access_log=_bool(env, ACCESS_LOG, default=True),
+            access_log=_bool(env, ACCESS_LOG, default=False),
             mme_memory_budget_mb=_float(env, MME_MEMORY_BUDGET_MB, 0.0) or None,
         )

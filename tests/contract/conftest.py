@@ -19,6 +19,7 @@ SERVER_ENV = {
     "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT": "text/csv",
     "SAGEMAKER_MAX_PAYLOAD_IN_MB": "1",
     "SAGEMAKER_MODEL_SERVER_WORKERS": "2",
+    "SMKIT_ACCESS_LOG": "true",  # the log test below reads a successful request's line (off by default)
 }
 
 

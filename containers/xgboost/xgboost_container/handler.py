@@ -6,6 +6,7 @@ import ctypes
 import json
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from serving_common.handler import Handler, RequestContext
 from serving_common.settings import MODEL_SERVER_WORKERS
 
 from . import libsvm
+from .forest import FOREST_FILE, Forest, calibrated, compile_forest
 from .train import META_FILE, MODEL_FILE, load_booster
 
 log = logging.getLogger("xgboost_container")
@@ -72,17 +74,57 @@ class DensePredictor:
 
 
 class Model:
-    """A loaded booster and what serving needs to know about it."""
+    """A loaded booster and what serving needs to know about it.
 
-    def __init__(self, booster: xgboost.Booster, num_features: int, objective: str | None) -> None:
+    Requests of up to ``FOREST_MAX_ROWS`` dense rows go through the booster compiled into numpy tables
+    (``forest.py``: ~3x less CPU than XGBoost for one row); larger ones through XGBoost, which is faster
+    there and uses the worker's threads. Both are checked against ``inplace_predict`` at load.
+    """
+
+    FOREST_MAX_ROWS = 64
+
+    def __init__(self, booster: xgboost.Booster, num_features: int, objective: str | None,
+                 saved_forest: Path | None = None) -> None:
         self.booster = booster
         self.num_features = num_features
         self.objective = objective
         direct = DensePredictor(booster)
-        self.predict_dense = direct if direct.verified(num_features) else self._inplace
+        self.predict_large = direct if direct.verified(num_features) else self._inplace
+        self.forest = _checked_forest(booster, num_features, saved_forest)
+
+    def predict_dense(self, rows: np.ndarray) -> np.ndarray:
+        if self.forest is not None and rows.shape[0] <= self.FOREST_MAX_ROWS:
+            return self.forest(rows)
+        return self.predict_large(rows)
 
     def _inplace(self, rows: np.ndarray) -> np.ndarray:
         return self.booster.inplace_predict(rows, validate_features=False)
+
+
+def _checked_forest(booster: xgboost.Booster, num_features: int, saved: Path | None = None) -> Forest | None:
+    """The booster as numpy tables if they predict as XGBoost does (on random rows with missing values):
+    the tables training saved (``saved``) when they pass, else laid out afresh."""
+    rows = np.random.default_rng(1).normal(scale=3.0, size=(64, num_features))
+    rows[::5, ::2] = np.nan
+    rows[3] = np.nan
+    if saved is not None and saved.is_file():
+        forest, why = _calibrated(lambda: (Forest.load(saved), ""), booster, rows)
+        if forest is not None:
+            return forest
+        log.warning("%s does not match the model (%s): laying the tables out again", saved, why)
+    forest, why = _calibrated(lambda: compile_forest(booster), booster, rows)
+    if forest is None:
+        log.info("small requests use XGBoost's predictor: the model cannot be compiled to tables (%s)", why)
+    return forest
+
+
+def _calibrated(make: Callable[[], tuple[Forest | None, str]], booster: xgboost.Booster,
+                rows: np.ndarray) -> tuple[Forest | None, str]:
+    try:
+        forest, why = make()
+        return calibrated(forest, booster, rows) if forest is not None else (None, why)
+    except Exception as exc:  # a model layout this XGBoost writes differently: stay correct, just slower
+        return None, f"{type(exc).__name__}: {exc}"
 
 
 def threads_per_worker() -> int:
@@ -116,7 +158,7 @@ class XGBoostHandler(Handler):
         booster.set_param({"nthread": threads_per_worker()})
         meta_path = model_dir / META_FILE
         meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-        return Model(booster, booster.num_features(), meta.get("objective"))
+        return Model(booster, booster.num_features(), meta.get("objective"), model_dir / FOREST_FILE)
 
     def decode(self, body: bytes, media_type: MediaType, context: RequestContext) -> Any:
         if media_type.essence == LIBSVM:

@@ -16,6 +16,7 @@ from serving_common.training.metrics import log_metrics
 
 from .data import Dataset, load_channel
 from .distributed import barrier, collective_group
+from .forest import FOREST_FILE, compile_forest
 from .hyperparameters import booster_params
 
 log = logging.getLogger("xgboost_container")
@@ -155,6 +156,11 @@ def train(job: TrainingJob) -> None:
         if env.is_leader:
             booster.save_model(str(job.model_dir / (MODEL_FILE + ".ubj")))
             os.replace(job.model_dir / (MODEL_FILE + ".ubj"), job.model_dir / MODEL_FILE)
+            forest, why = compile_forest(booster)
+            if forest is not None:
+                forest.save(job.model_dir / FOREST_FILE)
+            else:
+                log.info("serving will use XGBoost's predictor for every request: %s", why)
             meta = {"num_features": booster.num_features(), "objective": params["objective"],
                     "num_class": hp["num_class"], "rounds": booster.num_boosted_rounds(),
                     "features_fingerprint": fingerprint}

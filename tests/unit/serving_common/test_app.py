@@ -261,9 +261,12 @@ def test_prediction_over_the_timeout_is_500_and_recycles_the_worker(asgi_client,
     assert signals == [(os.getpid(), signal.SIGTERM)]
 
 
-def test_access_log_line(client, caplog):
+def test_access_log_line(make_app, asgi_client, caplog):
+    client = asgi_client(make_app(SMKIT_ACCESS_LOG="true"))
+    client.startup()
     caplog.set_level(logging.INFO, logger="serving_common.access")
     post(client, b"[[1, 2]]", x_amzn_requestid="log-me", accept="text/csv")
+    client.shutdown()
     line = next(r.getMessage() for r in caplog.records if r.name == "serving_common.access")
     assert "id=log-me status=200" in line
     assert "in=8 out=3" in line
@@ -296,8 +299,9 @@ def test_client_that_disconnects_mid_body_gets_no_prediction(client):
     assert sent == []
 
 
-def test_access_log_can_be_turned_off_but_failures_are_always_logged(make_app, asgi_client, caplog):
-    client = asgi_client(make_app(SMKIT_ACCESS_LOG="false"))
+@pytest.mark.parametrize("env", [{}, {"SMKIT_ACCESS_LOG": "false"}])
+def test_access_log_is_off_by_default_but_failures_are_always_logged(make_app, asgi_client, caplog, env):
+    client = asgi_client(make_app(**env))
     client.startup()
     with caplog.at_level(logging.INFO, logger="serving_common.access"):
         assert post(client, b"[[1, 2]]", x_request_id="quiet-ok").status == 200

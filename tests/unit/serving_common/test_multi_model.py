@@ -521,7 +521,8 @@ def test_registry_writes_only_on_change_and_stamps_increase(state_dir):
     assert State.loads(registry.path.read_bytes()).models["a"].token == "t4"
 
 
-def test_access_log_names_the_model(mme, make_model, caplog):
+def test_access_log_names_the_model(start, make_model, caplog):
+    mme = start(SMKIT_ACCESS_LOG="true")
     caplog.set_level(logging.INFO, logger="serving_common")
     load(mme, "a", make_model("a", [1, 1]))
     invoke(mme, "a", x_amzn_requestid="rid-5")

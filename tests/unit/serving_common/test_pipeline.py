@@ -403,7 +403,8 @@ def test_python_dash_m_runs_the_front_under_gunicorn(stages):
     _, _, stage_list = stages
     port = free_port()
     env = _module_env(SAGEMAKER_BIND_TO_PORT=str(port),
-                      SMKIT_PIPELINE_STAGES=",".join(f"{s.name}={s.port}" for s in stage_list), SMKIT_LOG_LEVEL="DEBUG")
+                      SMKIT_PIPELINE_STAGES=",".join(f"{s.name}={s.port}" for s in stage_list), SMKIT_LOG_LEVEL="DEBUG",
+                      SMKIT_ACCESS_LOG="true")
     process = subprocess.Popen([sys.executable, "-m", "serving_common.pipeline"], env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)
     try:

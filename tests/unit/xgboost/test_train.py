@@ -42,7 +42,8 @@ def test_model_and_meta_are_saved_and_loadable(opt_ml, capsys):
     table = regression_table(300)
     base = opt_ml(hyperparameters={"num_round": "8", **FAST}, channels={"train": {"a.csv": csv_text(table)}})
     assert run(train, HYPERPARAMETERS, base=base) == 0, failure(base)
-    assert sorted(p.name for p in (base / "model").iterdir()) == ["xgboost-meta.json", "xgboost-model"]
+    assert sorted(p.name for p in (base / "model").iterdir()) == [
+        "xgboost-forest.npz", "xgboost-meta.json", "xgboost-model"]
     assert not (base / "output" / "failure").exists()
     model = booster(base)
     assert model.num_boosted_rounds() == 8 and model.num_features() == 3
