@@ -12,11 +12,12 @@ per container (the CPU count here), the generator on the same 2 cores. Prints fi
 Targets measured:
 
 - **pipeline**: front + preprocess + xgboost containers sharing the host's network namespace (no
-  docker-proxy, as the image benchmarks run and as SageMaker hosts have none), stages at the images'
-  default log level INFO (one access-log line per request and stage through docker's log path);
+  docker-proxy, as the image benchmarks run and as SageMaker hosts have none), at the images' defaults
+  (``SMKIT_ACCESS_LOG`` off: no log line per successful request; failures are logged);
 - **pipeline, published port**: the default local endpoint (the front's own namespace, its port published
   on 127.0.0.1 through docker-proxy), closed loop only;
-- **pipeline, stage logs WARNING**: as the first, without the stages' per-request access-log lines;
+- **pipeline, access log on**: as the first, with ``SMKIT_ACCESS_LOG=true`` on the front (one line per
+  request through docker's log path), closed loop only;
 - **preprocess alone** and **xgboost alone**: each image served on the host network (xgboost gets the
   feature row preprocess makes of the same order, as CSV);
 - **flask + sklearn + xgboost**: the classic bring-your-own style on the host: flask under gunicorn sync
@@ -67,7 +68,7 @@ from loadgen import (
 WORKERS = "2"  # per container = the CPU count here (the images' default), fixed for comparability
 PIPELINE = "pipeline"
 PIPELINE_PROXY = "pipeline, published port"
-PIPELINE_QUIET = "pipeline, stage logs WARNING"
+PIPELINE_LOGGED = "pipeline, access log on"
 PREPROCESS = "preprocess alone"
 XGBOOST = "xgboost alone"
 FLASK = "flask + sklearn + xgboost"
@@ -234,10 +235,12 @@ def main(argv: list[str] | None = None) -> int:
         booster.load_model(bytearray((trained.xgboost_dir / "xgboost-model").read_bytes()))
         expected = float(booster.inplace_predict(features.transform_records_sklearn([order]))[0])
 
-        def pipeline_run(target: str, host_network: bool, stage_log: str, **loads: bool) -> None:
+        def pipeline_run(target: str, host_network: bool, front_env: dict[str, str] | None = None,
+                         **loads: bool) -> None:
             step(f"{target}: deploy PipelineModel([preprocess, xgboost]) with the SDK, then load it")
-            env = {"SAGEMAKER_MODEL_SERVER_WORKERS": WORKERS, "SMKIT_LOG_LEVEL": stage_log}
-            session = PipelineSession(work / f"sdk-{len(results)}", docker=client, host_network=host_network)
+            env = {"SAGEMAKER_MODEL_SERVER_WORKERS": WORKERS}
+            session = PipelineSession(work / f"sdk-{len(results)}", docker=client, host_network=host_network,
+                                      front_environment=front_env)
             cleanup.append(session.cleanup)
             try:
                 models = [Model(image_uri=images[name], model_data=f"file://{archive}", env=env,
@@ -269,9 +272,9 @@ def main(argv: list[str] | None = None) -> int:
                 meters = meters_for({"server": container.container}, None)
                 results.extend(load(target, container.url, this_payload, meters, args))
 
-        pipeline_run(PIPELINE, True, "INFO", open_loop=True)
-        pipeline_run(PIPELINE_PROXY, False, "INFO", paced=False)
-        pipeline_run(PIPELINE_QUIET, True, "WARNING")
+        pipeline_run(PIPELINE, True, open_loop=True)
+        pipeline_run(PIPELINE_PROXY, False, paced=False)
+        pipeline_run(PIPELINE_LOGGED, True, {"SMKIT_ACCESS_LOG": "true"}, paced=False)
 
         row = ",".join(repr(float(v)) for v in features.transform_records_sklearn([order])[0]).encode()
         alone_run(PREPROCESS, images["preprocess"], trained.preprocess_dir, payload)
