@@ -243,7 +243,7 @@ def test_batch_transform_writes_labelled_csv(labelled, reference, train_orders):
 def test_xgboost_trained_on_the_transform_serves_the_in_process_scores(
         session, image_of, xgboost_model, preprocess_endpoint, preprocess_dir, reference):
     model_dir = extract_model(xgboost_model, session.root / "reference" / "xgboost")
-    assert model_files(xgboost_model) == ["xgboost-meta.json", "xgboost-model"]
+    assert model_files(xgboost_model) == ["xgboost-forest.npz", "xgboost-meta.json", "xgboost-model"]
     meta = json.loads((model_dir / "xgboost-meta.json").read_text())
     assert meta["features_fingerprint"] == json.loads((preprocess_dir / "features.json").read_text())["fingerprint"]
     booster = xgboost.Booster()
@@ -275,7 +275,7 @@ def test_two_hosts_train_one_model(session, image_of):
     model_data = fit(session, image_of("xgboost"), {"num_round": "10", "objective": "binary:logistic"},
                      {"train": train}, content_types={"train": CSV}, instance_count=2,
                      required_files=("xgboost-model",))
-    assert model_files(model_data) == ["xgboost-meta.json", "xgboost-model"]
+    assert model_files(model_data) == ["xgboost-forest.npz", "xgboost-meta.json", "xgboost-model"]
     model_dir = extract_model(model_data, session.root / "reference" / "two-hosts")
     assert json.loads((model_dir / "xgboost-meta.json").read_text())["rounds"] == 10
 
