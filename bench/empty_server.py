@@ -7,6 +7,7 @@ whose ``predict`` returns its input (the body passes through undecoded), bound t
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
@@ -52,9 +53,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--model-dir", type=Path, required=True)
-    parser.add_argument("--log-level", default="INFO", help="INFO (the images' default) logs one line per request")
     args = parser.parse_args(argv)
-    settings = Settings(port=args.port, workers=args.workers, model_dir=args.model_dir, log_level=args.log_level)
+    settings = Settings.from_env({**os.environ, "SAGEMAKER_BIND_TO_PORT": str(args.port),
+                                  "SAGEMAKER_MODEL_SERVER_WORKERS": str(args.workers),
+                                  "SM_MODEL_DIR": str(args.model_dir)})
     configure_logging(settings.log_level)
     # serve() binds 0.0.0.0 as a container must; on the host the benchmark stays on loopback.
     options = {**gunicorn_options(settings), "bind": [f"127.0.0.1:{settings.port}"]}

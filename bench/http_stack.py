@@ -2,8 +2,8 @@
 (the request body comes back as the response):
 
   ours          serving_common.server: gunicorn master + uvicorn workers (uvloop, httptools), plain ASGI app,
-                at the images' default log level INFO (one access-log line per request)
-  ours, no access log   the same at WARNING
+                at the images' defaults (SMKIT_ACCESS_LOG off: no line per successful request)
+  ours, access log      the same with SMKIT_ACCESS_LOG=true (one log line per request)
   flask sync    flask under gunicorn's sync workers (the classic bring-your-own container)
   flask gthread flask under gunicorn's gthread workers (4 threads each; keeps connections alive)
 
@@ -43,19 +43,17 @@ from loadgen import (
 
 WORKERS = 2
 OURS = "ours (serving_common)"
-OURS_QUIET = "ours, no access log"
+OURS_LOGGED = "ours, access log on"
 CSV_PAYLOAD = Payload(b"1,2,3", "text/csv")
 
 
-def ours_server(work: Path, workers: int = WORKERS, log_level: str = "INFO", name: str = OURS) -> Server:
-    """Our stack with the empty handler (model: a one-file directory under ``work``).
-
-    At INFO (the images' default) every invocation writes an access-log line; WARNING leaves it out.
-    """
+def ours_server(work: Path, workers: int = WORKERS, access_log: bool = False, name: str = OURS) -> Server:
+    """Our stack with the empty handler (model: a one-file directory under ``work``), by default without
+    the access log (the images' default); ``access_log``: one log line per request."""
     model_dir = write_model(work / "empty-model")
     argv = [sys.executable, str(BENCH / "empty_server.py"), f"--port={(port := free_port())}",
-            f"--workers={workers}", f"--model-dir={model_dir}", f"--log-level={log_level}"]
-    return Server(name, argv, port, work)
+            f"--workers={workers}", f"--model-dir={model_dir}"]
+    return Server(name, argv, port, work, env={"SMKIT_ACCESS_LOG": "true" if access_log else "false"})
 
 
 def flask_server(work: Path, app: str, worker_class: str = "sync", workers: int = WORKERS,
@@ -104,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-http-stack-"))
     started = time.monotonic()
     results: list[Result] = []
-    servers = [ours_server(work), ours_server(work, log_level="WARNING", name=OURS_QUIET),
+    servers = [ours_server(work), ours_server(work, access_log=True, name=OURS_LOGGED),
                flask_server(work, "flask_apps:echo_app", "sync")]
     if not args.no_gthread:
         servers.append(flask_server(work, "flask_apps:echo_app", "gthread"))
@@ -139,7 +137,7 @@ def print_report(results: list[Result], rate: float) -> None:
     print("  flask sync has no paced row: wrk connects before its delay and a sync worker would sit blocked on the")
     print("  idle connection; it closes every connection anyway, so httperf's one-request connections suit it.")
     rows = []
-    for ours in (OURS, OURS_QUIET):
+    for ours in (OURS, OURS_LOGGED):
         for other in ("flask sync", "flask gthread"):
             closed_ours, closed_other = find(results, ours, "closed"), find(results, other, "closed")
             open_ours, open_other = find(results, ours, "open"), find(results, other, "open")
