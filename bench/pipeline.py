@@ -6,8 +6,10 @@ Steps: make 3000 synthetic orders, train preprocess and XGBoost through their re
 mode (``local_test.pipeline.PipelineSession``), check that the pipeline, the flask server and the same
 transform + booster in-process give the same score, then load each target with single-record JSON orders
 (``Accept: text/csv``): wrk closed loop (32 connections), wrk paced at ~``--rate`` req/s (64 connections)
-and httperf open loop at ``--rate`` (a new connection per request). Every target runs alone, 2 workers
-per container (the CPU count here), the generator on the same 2 cores. Prints figures; asserts nothing.
+and httperf open loop at ``--rate`` (a new connection per request). Every target runs alone: a container
+alone and the flask server with 2 workers (the CPU count here, the images' default), the pipeline's stages
+with the local pipeline's default (the CPUs shared out among the stages: 1 worker each here), the
+generator on the same 2 cores. Prints figures; asserts nothing.
 
 Targets measured:
 
@@ -65,7 +67,7 @@ from loadgen import (
     tree_cpu_seconds,
 )
 
-WORKERS = "2"  # per container = the CPU count here (the images' default), fixed for comparability
+WORKERS = "2"  # a container alone and flask: the CPU count here (the images' default), fixed for comparability
 PIPELINE = "pipeline"
 PIPELINE_PROXY = "pipeline, published port"
 PIPELINE_LOGGED = "pipeline, access log on"
@@ -238,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         def pipeline_run(target: str, host_network: bool, front_env: dict[str, str] | None = None,
                          **loads: bool) -> None:
             step(f"{target}: deploy PipelineModel([preprocess, xgboost]) with the SDK, then load it")
-            env = {"SAGEMAKER_MODEL_SERVER_WORKERS": WORKERS}
+            env: dict[str, str] = {}  # workers: the local pipeline's default (CPUs shared out among stages)
             session = PipelineSession(work / f"sdk-{len(results)}", docker=client, host_network=host_network,
                                       front_environment=front_env)
             cleanup.append(session.cleanup)

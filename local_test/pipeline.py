@@ -164,6 +164,11 @@ class ModelArchive:
         return destination
 
 
+def stage_workers(stages: int, cpus: int | None = None) -> int:
+    """Default worker processes per pipeline stage: the CPUs shared out among the stages."""
+    return max(1, (cpus or os.cpu_count() or 1) // stages)
+
+
 @dataclass
 class ContainerSpec:
     """One container of a pipeline model, from its CreateModel container definition."""
@@ -289,6 +294,10 @@ class PipelineDeployment:
         if spec.index < len(self.specs):
             env.setdefault("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", STAGE_ACCEPT)
         env.setdefault("SMKIT_ACCESS_LOG", "false")  # the front logs each request once; stages log failures
+        # The stages share the machine's CPUs: each one's own default (a worker per CPU) would run
+        # stages x CPUs workers on CPUs cores. Measured on 2 cores (bench/pipeline.py, same run): 1 worker
+        # per stage serves 2,343 req/s at 0.69 ms CPU per request, 2 workers each 1,987 req/s at 0.93 ms.
+        env.setdefault("SAGEMAKER_MODEL_SERVER_WORKERS", str(stage_workers(len(self.specs))))
         return env
 
     def front_environment(self) -> dict[str, str]:

@@ -31,6 +31,7 @@ from local_test.pipeline import (
     batches,
     check_fingerprints,
     pack_model,
+    stage_workers,
     train_models,
 )
 
@@ -325,11 +326,16 @@ def test_stage_and_front_environments(tmp_path):
     first, second, last = (deployment.stage_environment(spec) for spec in specs)
     assert first == {"A": "1", "SAGEMAKER_MAX_PAYLOAD_IN_MB": "20", "SAGEMAKER_BIND_TO_PORT": "8081",
                      "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT": "text/csv",
-                     "SMKIT_ACCESS_LOG": "false"}  # the front logs each request once; stages log failures
+                     "SMKIT_ACCESS_LOG": "false",  # the front logs each request once; stages log failures
+                     "SAGEMAKER_MODEL_SERVER_WORKERS": str(stage_workers(3))}  # the CPUs shared out
     assert second["SAGEMAKER_BIND_TO_PORT"] == "8082" and second["SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT"] == "text/csv"
     assert "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT" not in deployment.stage_environment(
         ContainerSpec.from_definition(3, {"Image": "post:1"}))  # the last stage answers in the client's Accept
     assert last["SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT"] == "application/json"
+    assert stage_workers(3, cpus=2) == 1 and stage_workers(2, cpus=2) == 1 and stage_workers(2, cpus=8) == 4
+    explicit = ContainerSpec.from_definition(1, {"Image": "x:1",
+                                                 "Environment": {"SAGEMAKER_MODEL_SERVER_WORKERS": "3"}})
+    assert deployment.stage_environment(explicit)["SAGEMAKER_MODEL_SERVER_WORKERS"] == "3"  # the user's choice stays
     assert deployment.front_environment() == {
         "SAGEMAKER_BIND_TO_PORT": "8080", "SMKIT_PIPELINE_STAGES": "smkit-preprocess=8081,model=8082,post=8083",
         "SAGEMAKER_MAX_PAYLOAD_IN_MB": "20", "SAGEMAKER_MODEL_SERVER_TIMEOUT": "30"}
