@@ -160,7 +160,7 @@ def report(results: list[Result], starts: list[float], sizes: tuple[float | None
     print(table(result_headers(records=True), [result_row(result, records=True) for result in results]))
     print("  srv CPU for the image = container + proxy + docker: the container's process tree, the docker-proxy of")
     print("  its published port (SageMaker has none), and the container's shim + dockerd (shipping its stdout, one")
-    print("  access-log line per request at INFO; dockerd also counts any other docker work meanwhile).")
+    print("  log line per failed request: the access log is off by default; dockerd also counts other docker work).")
     print("  wrk latency is exact (1 us); httperf's comes from 1 ms bins (upper edge).")
 
     rows = figure_rows(results, (IMAGE, CEILING, SKLEARN), load_figures(rate))

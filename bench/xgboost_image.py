@@ -240,7 +240,7 @@ def report(results: list[Result], starts: list[float], sizes: tuple[float | None
           f"generator on the same 2 cores")
     print(table(result_headers(records=True), [result_row(result, records=True) for result in results]))
     print("  rec/s = rows/s. srv CPU for the image = container + docker: the container's process tree, and its")
-    print("  shim + dockerd (shipping its stdout, one access-log line per request at INFO; dockerd also counts any")
+    print("  shim + dockerd (shipping its stdout: failures only, the access log is off by default; dockerd counts any")
     print("  other docker work meanwhile). Host network: no docker-proxy. wrk latency is exact (1 us); httperf's")
     print("  comes from 1 ms bins (upper edge). flask sync has no paced row (a sync worker would sit blocked on")
     print("  wrk's idle connection).")
