@@ -15,14 +15,21 @@ def _slow(body: bytes) -> np.ndarray:
     return to_matrix(decoders.decode(body, parse(CSV)), CSV)
 
 
-@pytest.mark.parametrize("body", [b"1,2,3\n4,5,6", b"0.1, -2e-5 ,nan\r\n\n3,4,5\n", b"5e-324,1e308,-0.0"])
+@pytest.mark.parametrize("body", [
+    b"1,2,3\n4,5,6", b"0.1, -2e-5 ,nan\r\n\n3,4,5\n", b"5e-324,1e308,-0.0",
+    # digits only: read by orjson; then what JSON does not spell, which falls back to float() per cell
+    b"1\n2\n3", b"1.5E+3,-0,00\n.5,+1,1.", b"1,2\r\n\r\n3,4\r\n", b"\t7 , 8\t\n9,10",
+    b"123456789012345678901234567890,1",
+    ",".join(repr(float(v)) for v in np.random.default_rng(0).normal(size=300)).encode(),
+])
 def test_plain_csv_fast_path_equals_the_full_parser(body):
     fast = plain_csv_matrix(body)
     assert fast is not None
     assert np.array_equal(fast, _slow(body), equal_nan=True)
 
 
-@pytest.mark.parametrize("body", [b'"1",2', b"1,,3", b"1,abc", b"1,inf", b"1,2\n3", b"", b"\n\n"])
+@pytest.mark.parametrize("body", [b'"1",2', b"1,,3", b"1,abc", b"1,inf", b"1,2\n3", b"", b"\n\n",
+                                  b"1e999,1", b"[1],2", b"1,-", b"1,2\n3,4,5", b"1,2,"])
 def test_plain_csv_fast_path_declines_what_needs_the_full_parser(body):
     assert plain_csv_matrix(body) is None
 
