@@ -25,6 +25,7 @@ import orjson
 from .errors import HTTPError, MethodNotAllowed, ModelError, NotFound, PayloadTooLarge, ServiceUnavailable
 from .handler import Handler
 from .invocations import Request, Response, Service, error_response
+from .lifespan import RequestIds, run_lifespan
 from .script_mode import with_user_script
 from .settings import Settings
 
@@ -66,8 +67,7 @@ class InferenceApp:
         self.settings = settings
         self.service: Service | None = None
         self.executor: ThreadPoolExecutor | None = None
-        self._prefix = f"{os.getpid():x}-"
-        self._counter = 0
+        self.request_ids = RequestIds()
 
     # -- lifespan ---------------------------------------------------------------------------------
     def load(self) -> None:
@@ -90,21 +90,8 @@ class InferenceApp:
             self.executor.shutdown(wait=True)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                self._prefix = f"{os.getpid():x}-"  # this worker's pid: the app was built before gunicorn forked
-                try:
-                    await self.startup()
-                except Exception as exc:
-                    log.error("MODEL LOAD FAILED: %s: %s", type(exc).__name__, exc)
-                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
-                    return
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await self.shutdown()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        self.request_ids.restart()
+        await run_lifespan(receive, send, self.startup, self.shutdown, failure="MODEL LOAD FAILED")
 
     # -- requests ---------------------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -145,8 +132,7 @@ class InferenceApp:
         given = _header(headers, b"x-amzn-requestid") or _header(headers, b"x-request-id")
         if given:
             return given[:128]
-        self._counter += 1
-        return f"{self._prefix}{self._counter:x}"
+        return self.request_ids.next()
 
     async def _invocations(self, scope: Scope, receive: Receive, send: Send, model: str | None = None) -> None:
         """Answer an invocation; ``model`` names the model on a multi-model endpoint (ignored otherwise)."""

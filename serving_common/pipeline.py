@@ -56,6 +56,7 @@ from typing import Any
 import httptools
 import orjson
 
+from .lifespan import RequestIds, run_lifespan
 from .logs import configure_logging
 from .server import ModelServer, account, base_options
 from .settings import (
@@ -427,12 +428,11 @@ class PipelineApp:
     def __init__(self, config: PipelineConfig) -> None:
         self.config = config
         self.clients: list[StageClient] = []
-        self._prefix = f"{os.getpid():x}-"
-        self._counter = 0
+        self.request_ids = RequestIds()
 
     # -- lifespan
     async def startup(self) -> None:
-        self._prefix = f"{os.getpid():x}-"  # this worker's pid: the app was built before gunicorn forked
+        self.request_ids.restart()
         sweep_s = max(0.01, min(0.25, self.config.timeout_s / 10))
         self.clients = [StageClient(stage, self.config.pool_size, sweep_s) for stage in self.config.stages]
         log.info("pipeline front: %s", " -> ".join(stage.label for stage in self.config.stages))
@@ -442,15 +442,7 @@ class PipelineApp:
             client.close()
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await self.startup()
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await self.shutdown()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await run_lifespan(receive, send, self.startup, self.shutdown, failure="PIPELINE FRONT FAILED")
 
     # -- requests
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -490,8 +482,7 @@ class PipelineApp:
             elif name == b"x-amzn-sagemaker-custom-attributes":
                 attributes = value
         if request_id is None:
-            self._counter += 1
-            request_id = f"{self._prefix}{self._counter:x}".encode()
+            request_id = self.request_ids.next().encode()
         else:
             request_id = request_id[:128]
         limit = self.config.max_payload_bytes
