@@ -68,8 +68,8 @@ def plain_csv_matrix(body: bytes) -> np.ndarray | None:
     if stripped and not stripped.translate(None, _NUMERIC_CSV):
         try:
             matrix = np.array(orjson.loads(b"[[" + stripped.replace(b"\n", b"],[") + b"]]"), dtype=np.float64)
-        except ValueError:  # orjson's JSONDecodeError, or ragged rows
-            matrix = None
+        except ValueError:  # orjson's JSONDecodeError, or ragged rows: the cell-by-cell path below
+            pass
     if matrix is None:
         try:
             matrix = np.array([[float(cell) for cell in line.split(b",")] for line in body.splitlines()

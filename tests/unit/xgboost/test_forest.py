@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import xgboost
@@ -119,7 +121,7 @@ def test_a_forest_that_predicts_differently_is_refused():
     forest, _ = compile_forest(booster)
     broken = forest.thresholds[0].copy()
     broken[:] = 0.123  # every root now splits elsewhere
-    forest = type(forest)(**{**forest.__dict__, "thresholds": (broken, *forest.thresholds[1:])})
+    forest = dataclasses.replace(forest, thresholds=(broken, *forest.thresholds[1:]))
     assert calibrated(forest, booster, _rows(64)) == (None, "margins differ from XGBoost's")
 
 
