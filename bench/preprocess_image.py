@@ -11,30 +11,24 @@ at 1000 req/s with httperf. Prints figures; asserts nothing.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import io
 import json
-import shutil
 import sys
 import tarfile
-import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-from http_stack import flask_server, ours_server
+import image_bench
+from http_stack import flask_server
+from image_bench import ImageBench
 from loadgen import (
     BASE_IMAGE,
     ROOT,
     Payload,
     Result,
-    Server,
-    exit_on_sigterm,
     figure_rows,
-    image_size_mb,
     load_figures,
-    measure,
     measure_baseline,
     measure_image,
     result_headers,
@@ -49,7 +43,7 @@ from loadgen import (
 )
 
 # Importable because loadgen (imported above) puts the repository root on sys.path.
-from local_test.docker_run import OptMl, ServingContainer, docker_client, ensure_image, train
+from local_test.docker_run import OptMl
 from local_test.orders import make_orders, write_jsonl
 
 IMAGE_CODE = "/opt/program"  # where the image holds preprocess_container
@@ -93,29 +87,17 @@ def preprocess_code(client: Any, image: str, work: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--duration", type=int, default=5, help="seconds per measurement (default 5)")
-    parser.add_argument("--rate", type=float, default=1000, help="fixed rate in req/s (default 1000)")
+    parser = image_bench.parser(__doc__)
     parser.add_argument("--orders", type=int, default=5000, help="training orders (default 5000)")
-    parser.add_argument("--starts", type=int, default=5, help="container starts to time (default 5)")
     args = parser.parse_args(argv)
-    exit_on_sigterm()
 
-    began = time.monotonic()
-    client = docker_client()
-    image = ensure_image(client, "preprocess")
-    work = Path(tempfile.mkdtemp(prefix="bench-preprocess-"))
-    containers: list[ServingContainer] = []
-    servers: list[Server] = []
-    results: list[Result] = []
-    try:
+    with ImageBench("preprocess") as bench:
+        client, image = bench.client, bench.image
         step(f"training {image} on {args.orders} synthetic orders (docker run {image} train)")
-        opt_ml = OptMl(work / "opt_ml", {"label": "default", "drop": "order_id"},
+        opt_ml = OptMl(bench.work / "opt_ml", {"label": "default", "drop": "order_id"},
                        {"train": {"ContentType": "application/jsonlines"}})
         write_jsonl(make_orders(args.orders, seed=42), opt_ml.channel_dir("train") / "orders.jsonl")
-        trained = train(client, image, opt_ml)
-        if trained.exit_code != 0:
-            print(f"training failed ({trained.exit_code}): {opt_ml.failure}\n{trained.logs}", file=sys.stderr)
+        if not bench.train(opt_ml):
             return 1
         model_dir = opt_ml.model_dir
         features = json.loads((model_dir / "features.json").read_text())
@@ -128,30 +110,21 @@ def main(argv: list[str] | None = None) -> int:
         batch = Payload(json.dumps(live).encode(), "application/json", "text/csv", records=100)
         print(f"    single-record body {len(single.body)} B, 100-record body {len(batch.body)} B")
 
-        starts = time_starts(client, image, model_dir, containers, args.starts)
-        image_results, reference = measure_image(IMAGE, client, image, model_dir, containers, single, batch, args)
-        results += image_results
-
-        step(f"{CEILING}: the same stack with nothing behind it, same requests")
-        servers.append(ceiling := ours_server(work, name=CEILING))
-        with ceiling:
-            results += measure(CEILING, ceiling.url, single, batch, {"server": ceiling.cpu_seconds}, args)
+        starts = time_starts(client, image, model_dir, bench.containers, args.starts)
+        image_results, reference = measure_image(IMAGE, client, image, model_dir, bench.containers, single, batch,
+                                                 args)
+        bench.results += image_results
+        bench.measure_ceiling(CEILING, single, batch, args)
 
         step(f"{SKLEARN}: FittedFeatures.load + transform_records_sklearn per request, 2 sync workers")
-        env = {"BENCH_MODEL_DIR": str(model_dir), "BENCH_PREPROCESS_CODE": str(preprocess_code(client, image, work))}
-        servers.append(plain := flask_server(work, "flask_apps:preprocess_app()", name=SKLEARN, env=env))
-        results += measure_baseline(SKLEARN, plain, single, batch, reference, same_output, "100 records", args)
+        env = {"BENCH_MODEL_DIR": str(model_dir),
+               "BENCH_PREPROCESS_CODE": str(preprocess_code(client, image, bench.work))}
+        bench.servers.append(plain := flask_server(bench.work, "flask_apps:preprocess_app()", name=SKLEARN, env=env))
+        bench.results += measure_baseline(SKLEARN, plain, single, batch, reference, same_output, "100 records", args)
 
-        sizes = (image_size_mb(client, image), image_size_mb(client, BASE_IMAGE))
-        report(results, starts, sizes, image, args.rate)
-        print(f"\n(done in {time.monotonic() - began:.0f} s; measured with the generator on the same cores)")
+        report(bench.results, starts, bench.sizes(), image, args.rate)
+        bench.done()
         return 0
-    finally:
-        for container in containers:
-            container.remove()
-        for server in servers:
-            server.stop()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def report(results: list[Result], starts: list[float], sizes: tuple[float | None, float | None], image: str,

@@ -14,32 +14,28 @@ Prints figures; asserts nothing.
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import image_bench
 import numpy as np
 import requests
-from http_stack import flask_server, ours_server
+from http_stack import flask_server
+from image_bench import ImageBench
 from loadgen import (
     BASE_IMAGE,
     Payload,
     Result,
-    Server,
-    exit_on_sigterm,
     figure_rows,
     find,
     fmt_ms,
-    image_size_mb,
     load_figures,
-    measure,
     measure_baseline,
     measure_image,
     ratio,
@@ -57,7 +53,7 @@ from loadgen import (
 )
 
 # Importable because loadgen (imported above) puts the repository root on sys.path.
-from local_test.docker_run import OptMl, ServingContainer, docker_client, ensure_image, train
+from local_test.docker_run import OptMl, ServingContainer
 
 MODEL_FILE = "xgboost-model"  # what the image's train writes (xgboost_container.train.MODEL_FILE)
 FEATURES = 30
@@ -144,34 +140,22 @@ def time_model_loads(client: Any, image: str, model_dir: Path, work: Path, count
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--duration", type=int, default=5, help="seconds per measurement (default 5)")
-    parser.add_argument("--rate", type=float, default=1000, help="fixed rate in req/s (default 1000)")
+    parser = image_bench.parser(__doc__)
     parser.add_argument("--rows", type=int, default=20000, help="training rows (default 20000)")
-    parser.add_argument("--starts", type=int, default=5, help="container starts to time (default 5)")
     parser.add_argument("--models", type=int, default=5, help="model names loaded in the multi-model endpoint "
                         "(default 5)")
     args = parser.parse_args(argv)
-    exit_on_sigterm()
 
-    began = time.monotonic()
-    client = docker_client()
-    image = ensure_image(client, "xgboost")
-    work = Path(tempfile.mkdtemp(prefix="bench-xgboost-"))
-    containers: list[ServingContainer] = []
-    servers: list[Server] = []
-    results: list[Result] = []
-    try:
+    with ImageBench("xgboost") as bench:
+        client, image = bench.client, bench.image
         step(f"training {image} on {args.rows} x {FEATURES} synthetic rows, "
              f"{' '.join(f'{k}={v}' for k, v in HYPERPARAMETERS.items())} (docker run {image} train)")
-        opt_ml = OptMl(work / "opt_ml", HYPERPARAMETERS, {"train": {"ContentType": "text/csv"}})
+        opt_ml = OptMl(bench.work / "opt_ml", HYPERPARAMETERS, {"train": {"ContentType": "text/csv"}})
         features, labels = make_rows(args.rows, seed=42)
         np.savetxt(opt_ml.channel_dir("train") / "train.csv", np.column_stack([labels, features]), delimiter=",",
                    fmt="%.6g")
         begin = time.perf_counter()
-        trained = train(client, image, opt_ml)
-        if trained.exit_code != 0:
-            print(f"training failed ({trained.exit_code}): {opt_ml.failure}\n{trained.logs}", file=sys.stderr)
+        if not bench.train(opt_ml):
             return 1
         model_dir = opt_ml.model_dir
         model_file = model_dir / MODEL_FILE
@@ -186,35 +170,28 @@ def main(argv: list[str] | None = None) -> int:
         batch = Payload(csv_body(live), "text/csv", "text/csv", records=BATCH)
         print(f"    single-row body {len(single.body)} B, {BATCH}-row body {len(batch.body)} B")
 
-        starts = time_starts(client, image, model_dir, containers, args.starts)
-        image_results, reference = measure_image(IMAGE, client, image, model_dir, containers, single, batch, args)
-        results += image_results
+        starts = time_starts(client, image, model_dir, bench.containers, args.starts)
+        image_results, reference = measure_image(IMAGE, client, image, model_dir, bench.containers, single, batch,
+                                                 args)
+        bench.results += image_results
 
         step(f"multi-model endpoint: POST /models of the {trees}-tree model under {args.models} names")
-        loads = time_model_loads(client, image, model_dir, work, args.models, batch, reference, containers)
-
-        step(f"{CEILING}: the same stack with nothing behind it, same requests")
-        servers.append(ceiling := ours_server(work, name=CEILING))
-        with ceiling:
-            results += measure(CEILING, ceiling.url, single, batch, {"server": ceiling.cpu_seconds}, args)
+        loads = time_model_loads(client, image, model_dir, bench.work, args.models, batch, reference,
+                                 bench.containers)
+        bench.measure_ceiling(CEILING, single, batch, args)
 
         threads = max(1, (os.cpu_count() or 1) // WORKERS)
         step(f"{PLAIN}: pandas.read_csv + XGBClassifier.predict_proba per request, {WORKERS} sync workers, "
              f"n_jobs={threads} (the image's share)")
         env = {"BENCH_MODEL_FILE": str(model_file), "BENCH_THREADS": str(threads)}
-        servers.append(plain := flask_server(work, "flask_apps:xgboost_app()", workers=WORKERS, name=PLAIN, env=env))
-        results += measure_baseline(PLAIN, plain, single, batch, reference, scores_compared, f"{BATCH} rows", args)
+        bench.servers.append(plain := flask_server(bench.work, "flask_apps:xgboost_app()", workers=WORKERS,
+                                                   name=PLAIN, env=env))
+        bench.results += measure_baseline(PLAIN, plain, single, batch, reference, scores_compared,
+                                          f"{BATCH} rows", args)
 
-        sizes = (image_size_mb(client, image), image_size_mb(client, BASE_IMAGE))
-        report(results, starts, sizes, image, args.rate, loads, booster_ms, classifier_ms, trees)
-        print(f"\n(done in {time.monotonic() - began:.0f} s; measured with the generator on the same cores)")
+        report(bench.results, starts, bench.sizes(), image, args.rate, loads, booster_ms, classifier_ms, trees)
+        bench.done()
         return 0
-    finally:
-        for container in containers:
-            container.remove()
-        for server in servers:
-            server.stop()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def scores_compared(ours: bytes, theirs: bytes) -> str:
