@@ -22,10 +22,10 @@ from typing import Any
 
 import orjson
 
-from .errors import HTTPError, MethodNotAllowed, ModelError, NotFound, PayloadTooLarge, ServiceUnavailable
+from .asgi import ClientDisconnected, RequestIds, read_body, run_lifespan
+from .errors import HTTPError, MethodNotAllowed, ModelError, NotFound, ServiceUnavailable
 from .handler import Handler
 from .invocations import Request, Response, Service, error_response
-from .lifespan import RequestIds, run_lifespan
 from .script_mode import with_user_script
 from .settings import Settings
 
@@ -140,7 +140,7 @@ class InferenceApp:
         headers = scope["headers"]
         request_id = self._request_id(headers)
         try:
-            body = await _read_body(headers, receive, self.settings.max_payload_bytes)
+            body = await read_body(receive, self.settings.max_payload_bytes, _header(headers, b"content-length"))
         except ClientDisconnected:
             access_log.info("invocation id=%s client disconnected before sending its body", request_id)
             return
@@ -180,30 +180,6 @@ class InferenceApp:
                       self.settings.timeout_s)
             os.kill(os.getpid(), signal.SIGTERM)
             return error_response(ModelError(f"prediction exceeded the {self.settings.timeout_s} s timeout"))
-
-
-class ClientDisconnected(Exception):
-    """The client went away before its request body arrived: nothing to answer."""
-
-
-async def _read_body(headers: list[tuple[bytes, bytes]], receive: Receive, limit: int) -> bytes:
-    length = _header(headers, b"content-length")
-    if length is not None and length.isdigit() and int(length) > limit:
-        raise PayloadTooLarge(f"the body has {int(length)} bytes; the limit is {limit} "
-                              f"(SAGEMAKER_MAX_PAYLOAD_IN_MB)")
-    chunks = []
-    size = 0
-    while True:  # a chunked request has no Content-Length: count what arrives, first message included
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnected()
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"the body exceeds the limit of {limit} bytes (SAGEMAKER_MAX_PAYLOAD_IN_MB)")
-        if not message.get("more_body"):
-            return b"".join(chunks) + chunk if chunks else chunk
-        chunks.append(chunk)
 
 
 async def _send(send: Send, response: Response, request_id: str | None = None) -> None:

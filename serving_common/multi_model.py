@@ -58,7 +58,8 @@ from urllib.parse import parse_qs, unquote
 import orjson
 
 from . import content_types
-from .app import ClientDisconnected, InferenceApp, Receive, Scope, Send, _read_body, _send, build_service
+from .app import InferenceApp, Receive, Scope, Send, _header, _send, build_service
+from .asgi import ClientDisconnected, read_body
 from .errors import BadRequest, Conflict, HTTPError, InsufficientStorage, MethodNotAllowed, ModelError, NotFound
 from .handler import Handler
 from .invocations import Request, Response, Service, error_response
@@ -539,7 +540,8 @@ class MultiModelApp(InferenceApp):
                 f"free ({MME_MEMORY_BUDGET_MB}): unload a model first")
 
     async def _load(self, scope: Scope, receive: Receive) -> Response:
-        name, url = _parse_load(await _read_body(scope["headers"], receive, self.settings.max_payload_bytes))
+        name, url = _parse_load(await read_body(receive, self.settings.max_payload_bytes,
+                                                    _header(scope["headers"], b"content-length")))
         path = _local_path(url)
         if path is None:
             raise BadRequest(f"url {url!r} is not a local directory")

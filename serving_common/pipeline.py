@@ -56,7 +56,8 @@ from typing import Any
 import httptools
 import orjson
 
-from .lifespan import RequestIds, run_lifespan
+from .asgi import ClientDisconnected, RequestIds, read_body, run_lifespan
+from .errors import PayloadTooLarge
 from .logs import configure_logging
 from .server import ModelServer, account, base_options
 from .settings import (
@@ -414,14 +415,6 @@ def _error_body(title: str, message: str) -> bytes:
     return orjson.dumps({"error": title, "message": message})
 
 
-class _TooLarge(Exception):
-    pass
-
-
-class _Disconnected(Exception):
-    pass
-
-
 class PipelineApp:
     """ASGI application: the pipeline front (see the module's description)."""
 
@@ -485,16 +478,13 @@ class PipelineApp:
             request_id = self.request_ids.next().encode()
         else:
             request_id = request_id[:128]
-        limit = self.config.max_payload_bytes
         try:
-            if length is not None and length.isdigit() and int(length) > limit:
-                raise _TooLarge(f"the body has {int(length)} bytes; the limit is {limit} (SAGEMAKER_MAX_PAYLOAD_IN_MB)")
-            body = await _read_body(receive, limit)
-        except _Disconnected:
+            body = await read_body(receive, self.config.max_payload_bytes, length)
+        except ClientDisconnected:
             log.info("invocation id=%s client disconnected before sending its body", request_id.decode("latin-1"))
             return
-        except _TooLarge as exc:
-            await _answer(send, 413, _error_body("PayloadTooLarge", str(exc)), _JSON, request_id)
+        except PayloadTooLarge as exc:
+            await _answer(send, exc.status, _error_body(exc.title, exc.message), _JSON, request_id)
             return
         size_in = len(body)
         shared = b"X-Request-Id: " + request_id + b"\r\n"
@@ -558,22 +548,6 @@ class PipelineApp:
                           stage=client.stage)
             return
         await _answer(send, status, body, content_type, stage=None if 200 <= status < 300 else client.stage)
-
-
-async def _read_body(receive: Receive, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while True:  # a chunked request has no Content-Length: count what arrives
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise _Disconnected()
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise _TooLarge(f"the body exceeds the limit of {limit} bytes (SAGEMAKER_MAX_PAYLOAD_IN_MB)")
-        if not message.get("more_body"):
-            return b"".join(chunks) + chunk if chunks else chunk
-        chunks.append(chunk)
 
 
 async def _answer(send: Send, status: int, body: bytes, content_type: bytes | None, request_id: bytes | None = None,

@@ -1,4 +1,5 @@
-"""What every ASGI app of ours does the same way: the lifespan protocol and ids for requests without one."""
+"""What every ASGI app of ours (the model app, the pipeline front) does the same way: the lifespan
+protocol, ids for requests that bring none, and reading a request body within the payload limit."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import logging
 import os
 from collections.abc import Awaitable, Callable
 from typing import Any
+
+from .errors import PayloadTooLarge
 
 log = logging.getLogger("serving_common")
 
@@ -46,3 +49,29 @@ class RequestIds:
     def next(self) -> str:
         self.count += 1
         return f"{self.prefix}{self.count:x}"
+
+
+class ClientDisconnected(Exception):
+    """The client went away before its request body arrived: nothing to answer."""
+
+
+async def read_body(receive: Callable[[], Awaitable[dict[str, Any]]], limit: int,
+                    content_length: str | bytes | None) -> bytes:
+    """The whole request body; ``PayloadTooLarge`` past ``limit`` bytes (said by Content-Length or counted
+    as it arrives), ``ClientDisconnected`` if the client leaves first."""
+    if content_length is not None and content_length.isdigit() and int(content_length) > limit:
+        raise PayloadTooLarge(f"the body has {int(content_length)} bytes; the limit is {limit} "
+                              f"(SAGEMAKER_MAX_PAYLOAD_IN_MB)")
+    chunks = []
+    size = 0
+    while True:  # a chunked request has no Content-Length: count what arrives, first message included
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"the body exceeds the limit of {limit} bytes (SAGEMAKER_MAX_PAYLOAD_IN_MB)")
+        if not message.get("more_body"):
+            return b"".join(chunks) + chunk if chunks else chunk
+        chunks.append(chunk)
