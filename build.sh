@@ -85,7 +85,8 @@ for name in "${NAMES[@]}"; do
   echo "[build] $image:$VERSION and $image:$SHA (base: ${BASE_IMAGE:-Dockerfile default})"
   scripts/fill_wheelhouse.sh "$name"
   # The context is exactly what the Dockerfile uses: a tar stream, so no other image's wheels travel.
-  tar -c --exclude=__pycache__ requirements "containers/$name" "wheelhouse/$name" wheelhouse/serving_common |
+  # Compiled libraries of the dev venv stay out too: each image compiles its own.
+  tar -c --exclude=__pycache__ --exclude='*.so' requirements "containers/$name" "wheelhouse/$name" wheelhouse/serving_common |
     docker build "${NO_CACHE[@]}" "${BASE_ARGS[@]}" "${BUILD_ARGS[@]}" -f "containers/$name/Dockerfile" \
       -t "$image:$VERSION" -t "$image:$SHA" --label "org.opencontainers.image.version=$VERSION" \
       --label "org.opencontainers.image.revision=$SHA" - | grep -v '^ ---> \|^Removing intermediate' || {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One-time (idempotent) machine setup for building, testing and running the images on Debian:
-# system packages, a running Docker engine, the local Debian base image, and the dev venv (.venv).
+# system packages, a running Docker engine, the local Debian base image, the dev venv (.venv) and the
+# XGBoost forest evaluator compiled for it.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -25,7 +26,7 @@ scripts/make_base_image.sh
 
 PY="${PYTHON:-python3}"
 stamp=.venv/.requirements.sha256
-digest="$(cat requirements/*.txt pyproject.toml | sha256sum | cut -d' ' -f1)"
+digest="$(cat requirements/*.txt containers/xgboost/requirements-build.txt pyproject.toml | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$digest" ]; then
   log "creating the dev venv .venv"
   "$PY" -m venv .venv
@@ -33,4 +34,13 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$digest" ]; then
   .venv/bin/pip install --quiet --disable-pip-version-check --no-deps -e . 2> >(grep -v "Location 'file" >&2)
   echo "$digest" >"$stamp"
 fi
+# The XGBoost container's forest evaluator, for the unit tests on the host (each image compiles its own).
+forest_lib=containers/xgboost/xgboost_container/libforest.so
+for source in containers/xgboost/native/*; do
+  if [ ! -f "$forest_lib" ] || [ "$source" -nt "$forest_lib" ]; then
+    log "compiling the forest evaluator ($forest_lib)"
+    containers/xgboost/native/compile.sh .venv/bin/python "$forest_lib"
+    break
+  fi
+done
 log "ready: docker $(docker version -f '{{.Server.Version}}'), base image, .venv"

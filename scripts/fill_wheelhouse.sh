@@ -9,8 +9,9 @@ req="containers/$name/requirements.txt"
 dest="wheelhouse/$name"
 [ -f "$req" ] || { echo "no $req" >&2; exit 1; }
 mkdir -p "$dest"
-# Optional extras (containers/<name>/requirements-*.txt, e.g. xgboost's Parquet support) are downloaded too,
-# so that an opt-in build (--build-arg) needs no network either; the default image does not install them.
+# The other requirements files (containers/<name>/requirements-*.txt: opt-in extras such as xgboost's Parquet
+# support, and what a build stage alone installs, such as xgboost's C compiler) are downloaded too, so that
+# no build needs the network; the serving image installs only requirements.txt.
 shopt -s nullglob
 reqs=("$req" "containers/$name"/requirements-*.txt)
 shopt -u nullglob
@@ -26,7 +27,8 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$digest" ]; then
   # Wheels only, for the images' CPython 3.11 on x86_64 glibc (Debian bookworm).
   "$PY" -m pip download --quiet --disable-pip-version-check --only-binary=:all: \
     --python-version 3.11 --implementation cp --platform manylinux_2_28_x86_64 \
-    --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform any \
+    --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform manylinux_2_12_x86_64 \
+    --platform any \
     "${req_args[@]}" -d "$dest" 2> >(grep -v "Location 'file" >&2)
   echo "$digest" >"$stamp"
 fi

@@ -77,3 +77,11 @@ def test_unknown_command_and_unknown_image_are_refused(docker, image_of):
         container.remove(force=True)
     result = _build("no-such-image")
     assert result.returncode == 2 and "no such image" in result.stderr
+
+
+def test_the_xgboost_image_carries_its_compiled_evaluator_but_no_compiler(docker, image_of):
+    script = ("import importlib.util; from xgboost_container import forest; forest.evaluator(); "
+              "print(importlib.util.find_spec('ziglang'))")
+    output = docker.containers.run(image_of("xgboost"), ["-c", script], entrypoint=["/opt/venv/bin/python"],
+                                   remove=True)
+    assert output.decode().strip() == "None"  # the evaluator loaded; zig stayed in the build stage

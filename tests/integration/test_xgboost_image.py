@@ -62,6 +62,8 @@ def test_trains_on_the_preprocess_batch_output_and_serves_the_same_scores(docker
         response = server.invoke(body, "text/csv", "text/csv")
         assert response.status_code == 200, response.text
         served = np.array([float(v) for v in response.text.splitlines()])
+        # the image's build stage compiled the forest evaluator, and the model is served through it
+        assert "dense requests use the compiled forest (40 trees, 4 levels)" in server.logs()
     np.testing.assert_allclose(served, expected, rtol=0, atol=1e-6)
     auc_line = next(line for line in result.logs.splitlines() if line.startswith("[39]"))
     assert float(auc_line.split("train-auc:")[1].split()[0]) > 0.75

@@ -1,18 +1,23 @@
-"""A booster's trees as numpy tables, evaluated a level at a time: the fast path for small requests.
+"""A booster's trees as complete binary trees in flat tables, walked by a small compiled evaluator.
 
-Why by hand: XGBoost's CPU predictor has a fixed cost of ~300 µs per call (it walks every tree to find
-its depth and sets up its blocked layout each time), as much as predicting a few dozen rows; treelite's
-GTIL was measured slower still, and a compiled evaluator (tl2cgen, numba) needs a compiler or ~150 MB
-of LLVM in the image. Here every tree is padded to a complete binary tree of the forest's depth, so a
-node's children are found by arithmetic and one request costs a few numpy operations per level for
-all trees and rows at once. ``compile_forest`` returns ``None`` (with the reason) for what this does not
-cover, and the caller checks the result against XGBoost before trusting it. Training saves the tables
-beside the model (``FOREST_FILE``), so that loading a model, in a multi-model endpoint above all, skips
-the ~35 ms of laying them out (most of it XGBoost writing the model as JSON).
+Why by hand: XGBoost's CPU predictor costs ~400 µs per call here whatever the row count (it walks every
+tree to find its depth and sets up its blocked layout each time) and ~6.5 µs per row of 200 trees after
+that; treelite's GTIL was measured slower still, tl2cgen compiles C per model (a compiler at training and
+serving time) and numba brings ~150 MB of LLVM. Here every tree is padded to a complete binary tree of the
+forest's depth and stored in heap order, so a node's children are found by arithmetic, and
+``native/forest_eval.c`` walks them several rows at a time: ~15 µs for one row and ~2 µs a row for 100
+rows of 200 depth-6 trees, on one thread. The library is compiled when the image is built (zig's C
+compiler from the ziglang wheel, in the build stage only) and by setup.sh for the dev venv.
+``compile_forest`` returns ``None`` (with the reason) for what this does not cover, and the caller checks
+the result against XGBoost before trusting it; without the library the caller stays with XGBoost.
+Training saves the tables beside the model (``FOREST_FILE``), so that loading a model, in a multi-model
+endpoint above all, skips the ~35 ms of laying them out (most of it XGBoost writing the model as JSON).
 """
 
 from __future__ import annotations
 
+import ctypes
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -31,70 +36,89 @@ TRANSFORMS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 FOREST_FILE = "xgboost-forest.npz"
 #: Padded forests beyond this many nodes (deep trees: 2**depth nodes each) stay with XGBoost.
 MAX_PADDED_NODES = 2_000_000
+#: The compiled evaluator (native/compile.sh writes it here, in the image and in the dev venv).
+LIBRARY = Path(__file__).with_name("libforest.so")
+#: One split node, as the evaluator's ``node_t``.
+NODE = np.dtype([("feature", np.int32), ("threshold", np.float32)])
+
+
+@functools.cache
+def evaluator() -> ctypes._CFuncPtr:
+    """The library's ``forest_margins`` (ctypes releases the GIL while it runs); OSError when not built."""
+    try:
+        library = ctypes.CDLL(str(LIBRARY))
+    except OSError as exc:
+        raise OSError(f"the forest evaluator is not built ({exc}); "
+                      "containers/xgboost/native/compile.sh builds it") from None
+    function = library.forest_margins
+    pointer, int64 = ctypes.c_void_p, ctypes.c_int64
+    function.argtypes = [pointer, int64, int64, pointer, pointer, int64, ctypes.c_int32, ctypes.c_double, pointer]
+    function.restype = ctypes.c_int
+    return function
 
 
 @dataclass(frozen=True)
 class Forest:
-    """``T`` complete binary trees of ``depth`` levels of splits, stored level by level.
+    """``T`` complete binary trees of ``depth`` levels of splits, each in heap order.
 
-    Node ``p`` (0 ≤ p < 2**l) of tree ``t`` on level ``l`` is entry ``t * 2**l + p`` of that level's
-    tables, so its children on the next level are ``2i`` and ``2i + 1`` of the next tables, and after the
-    last level ``i`` indexes ``leaf`` directly: no per-tree offsets at all. ``feature`` indexes a row
-    widened to ``2F`` columns: the first ``F`` with missing values as -inf, the last ``F`` as +inf, so
-    ``x >= threshold`` sends a missing value the tree's default way without a test of its own. A leaf
-    above the last level is padded with NaN thresholds (never ``>=``: always left) down to one leaf that
-    carries its value.
+    Tree ``t``'s split node ``j`` is ``nodes[t, j]`` (children ``2j + 1`` and ``2j + 2``); below the last
+    level, node ``2**depth - 1 + k`` is the leaf ``leaf[t, k]``. ``feature`` indexes a row widened to
+    ``2F`` columns: the first ``F`` with missing values as -inf, the last ``F`` as +inf, so ``x >=
+    threshold`` sends a missing value the tree's default way without a test of its own. A leaf above the
+    last level is padded with NaN thresholds (never ``>=``: always left) down to one leaf that carries its
+    value. The tables are checked when built, so the evaluator never reads outside them.
     """
 
     num_features: int
-    features: tuple[np.ndarray, ...]  # per level: intp [T * 2**level]
-    thresholds: tuple[np.ndarray, ...]  # per level: float32 [T * 2**level]
-    leaf: np.ndarray  # float64 [T * 2**depth]
+    nodes: np.ndarray  # NODE [T, 2**depth - 1]
+    leaf: np.ndarray  # float64 [T, 2**depth]
     objective: str  # a key of TRANSFORMS
     base_margin: float = 0.0
 
-    def leaf_sums(self, rows: np.ndarray) -> np.ndarray:
-        """Sum over trees of each row's leaf value (float64, one per row)."""
-        n, width = rows.shape[0], 2 * self.num_features
-        x = np.asarray(rows, dtype=np.float32)
-        wide = np.empty((n, width), dtype=np.float32)
-        wide[:, :self.num_features] = x
-        wide[:, self.num_features:] = x
-        missing = np.isnan(wide)
-        if missing.any():
-            missing[:, self.num_features:] = False
-            wide[missing] = -np.inf
-            np.nan_to_num(wide, copy=False, nan=np.inf)
-        wide = wide.ravel()
-        trees = len(self.features[0])
-        node = np.tile(np.arange(trees, dtype=np.intp), (n, 1))
-        row_start = (np.arange(n, dtype=np.intp) * width)[:, None] if n > 1 else None
-        for features, thresholds in zip(self.features, self.thresholds, strict=True):
-            columns = features.take(node)
-            if row_start is not None:
-                columns += row_start
-            right = wide.take(columns) >= thresholds.take(node)
-            node <<= 1
-            node += right
-        return self.leaf.take(node).sum(axis=1)
+    def __post_init__(self) -> None:
+        nodes, leaf = self.nodes, self.leaf
+        if nodes.dtype != NODE or leaf.dtype != np.float64 or nodes.ndim != 2 or leaf.ndim != 2:
+            raise ValueError("forest tables of the wrong types")
+        if not (nodes.flags.c_contiguous and leaf.flags.c_contiguous):
+            raise ValueError("forest tables must be C-contiguous")
+        trees, leaves = leaf.shape
+        if trees < 1 or leaves < 2 or leaves & (leaves - 1) or nodes.shape != (trees, leaves - 1):
+            raise ValueError(f"forest tables of mismatched shapes {nodes.shape} and {leaf.shape}")
+        features = nodes["feature"]
+        if self.num_features < 1 or features.min() < 0 or features.max() >= 2 * self.num_features:
+            raise ValueError(f"a split feature outside the {2 * self.num_features} widened columns")
+        if self.objective not in TRANSFORMS:
+            raise ValueError(f"objective {self.objective}")
+
+    @property
+    def depth(self) -> int:
+        return self.leaf.shape[1].bit_length() - 1
+
+    def margins(self, rows: np.ndarray) -> np.ndarray:
+        """The base margin plus the sum over trees of each row's leaf value (float64, one per row)."""
+        rows = np.ascontiguousarray(rows, dtype=np.float64)
+        if rows.ndim != 2 or rows.shape[1] != self.num_features:
+            raise ValueError(f"rows of shape {rows.shape}: the forest has {self.num_features} features")
+        out = np.empty(rows.shape[0], dtype=np.float64)
+        if evaluator()(rows.ctypes.data, rows.shape[0], self.num_features, self.nodes.ctypes.data,
+                        self.leaf.ctypes.data, self.leaf.shape[0], self.depth, self.base_margin,
+                        out.ctypes.data):
+            raise MemoryError("the forest evaluator could not allocate its row buffer")
+        return out
 
     def __call__(self, rows: np.ndarray) -> np.ndarray:
-        return TRANSFORMS[self.objective](self.leaf_sums(rows) + self.base_margin).astype(np.float32)
+        return TRANSFORMS[self.objective](self.margins(rows)).astype(np.float32)
 
     def save(self, path: Path) -> None:
         """The tables as an ``.npz`` (no pickle); the base margin is re-measured by ``calibrated`` at load."""
-        levels = {f"features{level}": table for level, table in enumerate(self.features)}
-        levels |= {f"thresholds{level}": table for level, table in enumerate(self.thresholds)}
         with path.open("wb") as file:
-            np.savez(file, num_features=self.num_features, objective=self.objective, leaf=self.leaf, **levels)
+            np.savez(file, num_features=self.num_features, objective=self.objective, nodes=self.nodes,
+                     leaf=self.leaf)
 
     @classmethod
     def load(cls, path: Path) -> Forest:
         with np.load(path, allow_pickle=False) as data:
-            depth = sum(name.startswith("features") for name in data.files)
-            return cls(int(data["num_features"]), tuple(data[f"features{level}"] for level in range(depth)),
-                       tuple(data[f"thresholds{level}"] for level in range(depth)), data["leaf"],
-                       str(data["objective"]))
+            return cls(int(data["num_features"]), data["nodes"], data["leaf"], str(data["objective"]))
 
 
 def compile_forest(booster: xgboost.Booster) -> tuple[Forest | None, str]:
@@ -147,25 +171,24 @@ def compile_forest(booster: xgboost.Booster) -> tuple[Forest | None, str]:
     if num_trees << (depth + 1) > MAX_PADDED_NODES:
         return None, f"trees {depth} levels deep"
 
-    features = [np.zeros(num_trees << level, dtype=np.intp) for level in range(depth)]
-    thresholds = [np.full(num_trees << level, np.nan, dtype=np.float32) for level in range(depth)]
-    leaf = np.zeros(num_trees << depth, dtype=np.float64)
+    nodes = np.zeros((num_trees, (1 << depth) - 1), dtype=NODE)
+    nodes["threshold"] = np.nan
+    leaf = np.zeros((num_trees, 1 << depth), dtype=np.float64)
     for level, (tree, position, node) in enumerate(levels):
         inner = ~is_leaf[node]
-        if inner.any():
-            slot = (tree[inner] << level) + position[inner]
-            features[level][slot] = feature[node[inner]]
-            thresholds[level][slot] = condition[node[inner]]
+        slot = (tree[inner], (1 << level) - 1 + position[inner])
+        nodes["feature"][slot] = feature[node[inner]]
+        nodes["threshold"][slot] = condition[node[inner]]
         # a leaf's value goes to the leftmost leaf below its position on the last level
         leaves = ~inner
-        leaf[(tree[leaves] << depth) + (position[leaves] << (depth - level))] = condition[node[leaves]]
-    return Forest(num_features, tuple(features), tuple(thresholds), leaf, objective), ""
+        leaf[tree[leaves], position[leaves] << (depth - level)] = condition[node[leaves]]
+    return Forest(num_features, nodes, leaf, objective), ""
 
 
 def calibrated(forest: Forest, booster: xgboost.Booster, rows: np.ndarray) -> tuple[Forest | None, str]:
     """``forest`` with XGBoost's base margin, if it then predicts ``rows`` as XGBoost does; else why not."""
     margins = booster.inplace_predict(rows, predict_type="margin", validate_features=False)
-    base = margins - forest.leaf_sums(rows)
+    base = margins - replace(forest, base_margin=0.0).margins(rows)
     if not np.allclose(base, base[0], rtol=0, atol=1e-5):
         return None, "margins differ from XGBoost's"
     forest = replace(forest, base_margin=float(np.median(base)))

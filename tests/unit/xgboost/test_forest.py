@@ -1,4 +1,5 @@
-"""The booster compiled to numpy tables predicts what XGBoost predicts, or is refused with a reason."""
+"""The booster compiled to flat tables and walked by the compiled evaluator predicts what XGBoost predicts,
+or is refused with a reason."""
 
 from __future__ import annotations
 
@@ -64,7 +65,7 @@ MODELS = {
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
-@pytest.mark.parametrize("count", [1, 2, 64, 300])
+@pytest.mark.parametrize("count", [1, 2, 64, 300])  # 300: blocks of 128 rows, then lanes of 8 and a rest
 def test_predicts_as_xgboost(name, count):
     booster = MODELS[name]()
     rows = _rows()[:count]
@@ -78,7 +79,7 @@ def test_missing_values_follow_each_nodes_default_direction():
     booster = MODELS["squarederror"]()
     forest = _compiled(booster)
     # the widened row sends a missing value left for default-left splits, right for the others
-    columns = np.concatenate(forest.features)
+    columns = forest.nodes["feature"][~np.isnan(forest.nodes["threshold"])]
     assert (columns < FEATURES).any() and (columns >= FEATURES).any()
     for feature in range(FEATURES):
         rows = np.zeros((1, FEATURES))
@@ -119,20 +120,73 @@ def test_forests_too_deep_to_pad_stay_with_xgboost(monkeypatch):
 def test_a_forest_that_predicts_differently_is_refused():
     booster = MODELS["squarederror"]()
     forest, _ = compile_forest(booster)
-    broken = forest.thresholds[0].copy()
-    broken[:] = 0.123  # every root now splits elsewhere
-    forest = dataclasses.replace(forest, thresholds=(broken, *forest.thresholds[1:]))
+    broken = forest.nodes.copy()
+    broken["threshold"][:, 0] = 0.123  # every root now splits elsewhere
+    forest = dataclasses.replace(forest, nodes=broken)
     assert calibrated(forest, booster, _rows(64)) == (None, "margins differ from XGBoost's")
 
 
-def test_the_model_sends_small_requests_to_the_forest_and_large_ones_to_xgboost():
+def test_a_one_thread_worker_sends_every_dense_request_to_the_forest():
     booster = MODELS["logistic"]()
     model = Model(booster, FEATURES, "binary:logistic")
     assert model.forest is not None and isinstance(model.predict_large, DensePredictor)
-    rows = _rows(Model.FOREST_MAX_ROWS + 1)
+    rows = np.tile(_rows(), (8, 1))  # 2400 rows
+    np.testing.assert_array_equal(model.predict_dense(rows), model.forest(rows))
+    np.testing.assert_allclose(model.predict_dense(rows), booster.inplace_predict(rows), rtol=1e-6, atol=1e-6)
+
+
+def test_a_worker_with_many_threads_sends_large_requests_to_xgboost():
+    booster = MODELS["logistic"]()
+    model = Model(booster, FEATURES, "binary:logistic", threads=Model.XGBOOST_THREADS_TO_WIN)
+    rows = np.tile(_rows(), (4, 1))[:Model.FOREST_MAX_ROWS + 1]
     small, large = rows[:Model.FOREST_MAX_ROWS], rows
     np.testing.assert_array_equal(model.predict_dense(small), model.forest(small))
     np.testing.assert_array_equal(model.predict_dense(large), booster.inplace_predict(large))
+
+
+def test_no_rows_give_no_scores():
+    forest = _compiled(MODELS["logistic"]())
+    assert forest(np.empty((0, FEATURES))).shape == (0,)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda nodes, leaf: (nodes.astype([("feature", "i8"), ("threshold", "f4")]), leaf), "wrong types"),
+    (lambda nodes, leaf: (nodes, leaf[:, :-1].copy()), "mismatched shapes"),
+    (lambda nodes, leaf: (nodes[:, :-1].copy(), leaf[:, :-1].copy()), "mismatched shapes"),
+    (lambda nodes, leaf: (nodes[:, ::2], leaf), "C-contiguous"),
+    (lambda nodes, leaf: (_with_feature(nodes, 2 * FEATURES), leaf), "outside the 12 widened columns"),
+    (lambda nodes, leaf: (_with_feature(nodes, -1), leaf), "outside the 12 widened columns"),
+])
+def test_tables_the_evaluator_could_read_outside_of_are_refused(change, message):
+    forest = _compiled(MODELS["squarederror"]())
+    nodes, leaf = change(forest.nodes, forest.leaf)
+    with pytest.raises(ValueError, match=message):
+        dataclasses.replace(forest, nodes=nodes, leaf=leaf)
+
+
+def _with_feature(nodes: np.ndarray, feature: int) -> np.ndarray:
+    nodes = nodes.copy()
+    nodes["feature"][-1, -1] = feature
+    return nodes
+
+
+def test_rows_of_another_width_are_refused():
+    forest = _compiled(MODELS["squarederror"]())
+    with pytest.raises(ValueError, match="the forest has 6 features"):
+        forest(np.zeros((2, FEATURES + 1)))
+
+
+def test_without_the_compiled_evaluator_the_model_is_served_by_xgboost(monkeypatch, tmp_path, caplog):
+    monkeypatch.setattr(forest_module, "LIBRARY", tmp_path / "libforest.so")
+    forest_module.evaluator.cache_clear()
+    try:
+        with caplog.at_level("WARNING"):
+            model = Model(MODELS["logistic"](), FEATURES, "binary:logistic")
+    finally:
+        forest_module.evaluator.cache_clear()
+    assert model.forest is None and "the forest evaluator is not built" in caplog.text
+    rows = _rows(3)
+    np.testing.assert_array_equal(model.predict_dense(rows), model.booster.inplace_predict(rows))
 
 
 def test_a_model_the_forest_cannot_hold_is_served_by_xgboost_alone(caplog):
@@ -149,9 +203,9 @@ def test_saved_tables_load_as_they_were_saved(tmp_path):
     forest.save(tmp_path / "forest.npz")
     loaded = type(forest).load(tmp_path / "forest.npz")
     assert loaded.num_features == forest.num_features and loaded.objective == forest.objective
-    for got, saved in zip((*loaded.features, *loaded.thresholds, loaded.leaf),
-                          (*forest.features, *forest.thresholds, forest.leaf), strict=True):
-        np.testing.assert_array_equal(got, saved)
+    for field in ("feature", "threshold"):  # field by field: padding thresholds are NaN
+        np.testing.assert_array_equal(loaded.nodes[field], forest.nodes[field])
+    np.testing.assert_array_equal(loaded.leaf, forest.leaf)
 
 
 def test_the_model_uses_the_tables_training_saved(tmp_path, monkeypatch):
@@ -169,5 +223,18 @@ def test_tables_of_another_model_are_replaced(tmp_path, caplog):
     with caplog.at_level("WARNING"):
         model = Model(booster, FEATURES, "binary:logistic", tmp_path / "forest.npz")
     assert "does not match the model" in caplog.text and model.forest is not None
+    rows = _rows(10)
+    np.testing.assert_allclose(model.predict_dense(rows), booster.inplace_predict(rows), rtol=1e-6)
+
+
+def test_saved_tables_that_point_outside_a_row_are_laid_out_again(tmp_path, caplog):
+    booster = MODELS["logistic"]()
+    forest, _ = compile_forest(booster)
+    with (tmp_path / "forest.npz").open("wb") as file:  # what a corrupted or hand-edited file could hold
+        np.savez(file, num_features=FEATURES, objective=forest.objective,
+                 nodes=_with_feature(forest.nodes, 10_000), leaf=forest.leaf)
+    with caplog.at_level("WARNING"):
+        model = Model(booster, FEATURES, "binary:logistic", tmp_path / "forest.npz")
+    assert "does not match the model (ValueError: a split feature outside" in caplog.text
     rows = _rows(10)
     np.testing.assert_allclose(model.predict_dense(rows), booster.inplace_predict(rows), rtol=1e-6)
