@@ -1,12 +1,12 @@
 """A booster's trees as complete binary trees in flat tables, walked by a small compiled evaluator.
 
-Why by hand: XGBoost's CPU predictor costs ~400 µs per call here whatever the row count (it walks every
+Why by hand: XGBoost's CPU predictor costs ~300 µs per call here whatever the row count (it walks every
 tree to find its depth and sets up its blocked layout each time) and ~6.5 µs per row of 200 trees after
-that; treelite's GTIL was measured slower still, tl2cgen compiles C per model (a compiler at training and
-serving time) and numba brings ~150 MB of LLVM. Here every tree is padded to a complete binary tree of the
-forest's depth and stored in heap order, so a node's children are found by arithmetic, and
-``native/forest_eval.c`` walks them several rows at a time: ~15 µs for one row and ~2 µs a row for 100
-rows of 200 depth-6 trees, on one thread. The library is compiled when the image is built (zig's C
+that; treelite's GTIL was measured slower still, tl2cgen generates and compiles C per model (a compiler
+wherever a model is trained) and numba brings ~150 MB of LLVM. Here every tree is padded to a complete
+binary tree of the forest's depth and stored in heap order, so a node's children are found by arithmetic,
+and ``native/forest_eval.c`` walks them several rows at a time: ~15 µs for one row and ~2 µs a row for
+100 rows of 200 depth-6 trees, on one thread. The library is compiled when the image is built (zig's C
 compiler from the ziglang wheel, in the build stage only) and by setup.sh for the dev venv.
 ``compile_forest`` returns ``None`` (with the reason) for what this does not cover, and the caller checks
 the result against XGBoost before trusting it; without the library the caller stays with XGBoost.
