@@ -3,13 +3,15 @@
 Routes: ``GET /ping``, ``POST /invocations``, ``GET /execution-parameters``. The model is loaded in
 each worker at start-up (ASGI lifespan); a load failure fails the worker's boot, which stops the
 container with a non-zero exit instead of answering pings. Predictions run on one thread per worker so
-that the event loop keeps answering ``/ping`` while every worker is busy. Multi-model endpoints
+that the event loop keeps answering ``/ping`` while every worker is busy, except small requests to a model
+that answers fast (``InlinePolicy``). Multi-model endpoints
 (``serving_common.multi_model``) extend this app with the ``/models`` routes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import os
@@ -59,6 +61,41 @@ def build_service(handler_factory: Callable[[], Handler], settings: Settings, mo
     return service
 
 
+class InlinePolicy:
+    """Which requests run on the event loop rather than the prediction thread.
+
+    Why: handing a request to the prediction thread and back (futex wake-ups, GIL hand-offs) costs ~0.2 ms
+    of CPU here, as much as a whole fast prediction: measured 0.91 -> 0.70 ms of server CPU per 100-row
+    XGBoost request, 0.69 -> 0.50 ms per single row through XGBoost's own predictor. A request of up to
+    ``MAX_BYTES`` to a model whose recent predictions averaged under ``MAX_MS`` runs on the loop, which
+    then answers ``/ping`` after at most a few such predictions; the per-request timeout, which only the
+    thread can enforce, is meant for the slow ones. The first request, and every request while slow ones
+    keep the average up, takes the thread; predictions are timed on both paths.
+    """
+
+    MAX_BYTES = 64 * 1024
+    MAX_MS = 1.0
+    WEIGHT = 0.1  # of the newest prediction in the moving average
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.average_ms: float | None = None
+
+    def inline(self, request: Request) -> bool:
+        average = self.average_ms
+        return self.enabled and average is not None and average < self.MAX_MS and len(request.body) <= self.MAX_BYTES
+
+    def timed(self, call: Callable[[Request], Response], request: Request) -> Response:
+        """``call(request)``, adding how long it took to the moving average."""
+        started = time.perf_counter()
+        try:
+            return call(request)
+        finally:
+            elapsed_ms = (time.perf_counter() - started) * 1e3
+            average = self.average_ms
+            self.average_ms = elapsed_ms if average is None else average + self.WEIGHT * (elapsed_ms - average)
+
+
 class InferenceApp:
     """ASGI application serving one model with one handler."""
 
@@ -68,6 +105,7 @@ class InferenceApp:
         self.service: Service | None = None
         self.executor: ThreadPoolExecutor | None = None
         self.request_ids = RequestIds()
+        self.inline_policy = InlinePolicy(settings.inline_predictions)
 
     # -- lifespan ---------------------------------------------------------------------------------
     def load(self) -> None:
@@ -164,7 +202,10 @@ class InferenceApp:
 
     async def _invoke(self, request: Request, model: str | None) -> Response:
         assert self.service is not None
-        return await self._run(self.service.invoke, request)
+        call = functools.partial(self.inline_policy.timed, self.service.invoke)
+        if self.inline_policy.inline(request):
+            return call(request)
+        return await self._run(call, request)
 
     async def _run(self, call: Callable[[Request], Response], request: Request) -> Response:
         """``call(request)`` on the prediction thread, within the per-request time limit."""

@@ -28,6 +28,8 @@ LOG_LEVEL = "SMKIT_LOG_LEVEL"
 WORKER_USER = "SMKIT_WORKER_USER"
 # One log line per successful invocation (failed ones are always logged); off saves ~0.1 ms CPU a request.
 ACCESS_LOG = "SMKIT_ACCESS_LOG"
+# Small requests to a model that answers fast run on the event loop, not the prediction thread (app.py).
+INLINE_PREDICTIONS = "SMKIT_INLINE_PREDICTIONS"
 # Multi-model endpoints: memory the loaded models may take, all workers together (MB). Unset: a
 # fraction of the container's memory limit (serving_common.multi_model.memory_budget_bytes).
 MME_MEMORY_BUDGET_MB = "SMKIT_MME_MEMORY_BUDGET_MB"
@@ -133,6 +135,7 @@ class Settings:
     worker_user: str | None = None
     log_level: str = "INFO"
     access_log: bool = False
+    inline_predictions: bool = True
     mme_memory_budget_mb: float | None = None  # None: derived from the memory limit at start
 
     @property
@@ -164,5 +167,6 @@ class Settings:
             worker_user=env.get(WORKER_USER, "").strip() or None,
             log_level=_log_level(env),
             access_log=_bool(env, ACCESS_LOG, default=False),
+            inline_predictions=_bool(env, INLINE_PREDICTIONS, default=True),
             mme_memory_budget_mb=_float(env, MME_MEMORY_BUDGET_MB, 0.0) or None,
         )

@@ -8,13 +8,15 @@ import os
 import signal
 import textwrap
 import threading
+import time
 
 import orjson
 import pytest
 
 from serving_common import app as app_module
-from serving_common.app import InferenceApp
+from serving_common.app import InferenceApp, InlinePolicy
 from serving_common.handler import Handler
+from serving_common.invocations import Request, Response
 from serving_common.settings import Settings
 
 
@@ -310,3 +312,63 @@ def test_access_log_is_off_by_default_but_failures_are_always_logged(make_app, a
     assert not any("quiet-ok" in m for m in messages)
     assert any("loud-bad" in m and "status=400" in m for m in messages)
     client.shutdown()
+
+
+def _thread_recording_client(linear_handler, model_dir, asgi_client, delays: list[float] | None = None, **env: str):
+    """A started app whose handler records the thread each prediction runs on (and sleeps ``delays``)."""
+    threads: list[str] = []
+    delays = list(delays or [])
+
+    class Recording(linear_handler):
+        def predict(self, model, data, context):
+            threads.append(threading.current_thread().name)
+            time.sleep(delays.pop(0) if delays else 0.0)
+            return super().predict(model, data, context)
+
+    client = asgi_client(InferenceApp(Recording, Settings.from_env({"SM_MODEL_DIR": str(model_dir), **env})))
+    assert client.startup()["type"] == "lifespan.startup.complete"
+    return client, threads
+
+
+def test_small_requests_to_a_fast_model_run_on_the_event_loop_after_a_first_timed_one(
+        linear_handler, model_dir, asgi_client):
+    client, threads = _thread_recording_client(linear_handler, model_dir, asgi_client)
+    for _ in range(3):
+        assert post(client, b"[[1, 2]]").body == b"[5.0]"
+    loop_thread = threading.current_thread().name  # the test client runs the app's loop on this thread
+    assert threads[0].startswith("predict") and threads[1:] == [loop_thread] * 2
+    big = b"[" + b",".join([b"[1, 2]"] * 12_000) + b"]"
+    assert len(big) > InlinePolicy.MAX_BYTES
+    assert post(client, big).status == 200 and threads[-1].startswith("predict")
+    client.shutdown()
+
+
+def test_a_slow_model_stays_on_the_prediction_thread(linear_handler, model_dir, asgi_client):
+    client, threads = _thread_recording_client(linear_handler, model_dir, asgi_client, delays=[0.005] * 4)
+    for _ in range(4):
+        assert post(client).status == 200
+    assert all(name.startswith("predict") for name in threads)
+    client.shutdown()
+
+
+def test_inline_predictions_can_be_turned_off(linear_handler, model_dir, asgi_client):
+    client, threads = _thread_recording_client(linear_handler, model_dir, asgi_client,
+                                               SMKIT_INLINE_PREDICTIONS="false")
+    for _ in range(3):
+        assert post(client).status == 200
+    assert all(name.startswith("predict") for name in threads)
+    client.shutdown()
+
+
+def test_the_moving_average_sends_requests_back_to_the_thread_after_a_slow_one():
+    policy = InlinePolicy()
+    request = Request(b"[[1, 2]]", "application/json", None, "id")
+    answer = Response(200, b"", "text/csv")
+    assert not policy.inline(request)  # nothing timed yet
+    policy.timed(lambda _: answer, request)
+    assert policy.inline(request)
+    policy.timed(lambda _: time.sleep(0.05) or answer, request)  # one 50 ms prediction
+    assert not policy.inline(request)
+    while not policy.inline(request):  # fast ones, timed on the thread, bring the average back down
+        policy.timed(lambda _: answer, request)
+    assert policy.average_ms < InlinePolicy.MAX_MS

@@ -30,6 +30,7 @@ def test_defaults_of_an_empty_environment():
     assert settings.models_dir == Path("/opt/ml/models")
     assert settings.worker_user is None
     assert settings.log_level == "INFO"
+    assert settings.inline_predictions is True
 
 
 def test_blank_values_mean_the_default():
@@ -56,6 +57,7 @@ def test_every_variable_is_read():
         "SM_MODEL_DIR": "/tmp/model",
         "SMKIT_WORKER_USER": "model-server",
         "SMKIT_LOG_LEVEL": "debug",
+        "SMKIT_INLINE_PREDICTIONS": "false",
     }
     settings = Settings.from_env(env)
     assert settings.port == 9001
@@ -74,6 +76,7 @@ def test_every_variable_is_read():
     assert settings.model_dir == Path("/tmp/model")
     assert settings.worker_user == "model-server"
     assert settings.log_level == "DEBUG"
+    assert settings.inline_predictions is False
 
 
 def test_reads_os_environ_when_no_mapping_is_given(monkeypatch):
@@ -137,6 +140,7 @@ def test_s3_submit_directory_is_ignored():
     ("SAGEMAKER_MAX_CONCURRENT_TRANSFORMS", "many", "not an integer"),
     ("SAGEMAKER_BATCH", "maybe", "not a boolean"),
     ("SAGEMAKER_MULTI_MODEL", "enabled", "not a boolean"),
+    ("SMKIT_INLINE_PREDICTIONS", "sometimes", "not a boolean"),
     ("SAGEMAKER_SAFE_PORT_RANGE", "29000", "LOW-HIGH"),
     ("SAGEMAKER_SAFE_PORT_RANGE", "a-b", "LOW-HIGH"),
     ("SAGEMAKER_SAFE_PORT_RANGE", "1-2-3", "LOW-HIGH"),
