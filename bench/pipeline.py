@@ -20,6 +20,8 @@ Targets measured:
   on 127.0.0.1 through docker-proxy), closed loop only;
 - **pipeline, access log on**: as the first, with ``SMKIT_ACCESS_LOG=true`` on the front (one line per
   request through docker's log path), closed loop only;
+- **pipeline, inline off**: as the first, with ``SMKIT_INLINE_PREDICTIONS=false`` on both stages (every
+  prediction handed to the worker's prediction thread), closed loop and paced;
 - **preprocess alone** and **xgboost alone**: each image served on the host network (xgboost gets the
   feature row preprocess makes of the same order, as CSV);
 - **flask + sklearn + xgboost**: the classic bring-your-own style on the host: flask under gunicorn sync
@@ -71,6 +73,7 @@ WORKERS = "2"  # a container alone and flask: the CPU count here (the images' de
 PIPELINE = "pipeline"
 PIPELINE_PROXY = "pipeline, published port"
 PIPELINE_LOGGED = "pipeline, access log on"
+PIPELINE_THREADED = "pipeline, inline off"
 PREPROCESS = "preprocess alone"
 XGBOOST = "xgboost alone"
 FLASK = "flask + sklearn + xgboost"
@@ -238,9 +241,10 @@ def main(argv: list[str] | None = None) -> int:
         expected = float(booster.inplace_predict(features.transform_records_sklearn([order]))[0])
 
         def pipeline_run(target: str, host_network: bool, front_env: dict[str, str] | None = None,
-                         **loads: bool) -> None:
+                         stage_env: dict[str, str] | None = None, **loads: bool) -> None:
             step(f"{target}: deploy PipelineModel([preprocess, xgboost]) with the SDK, then load it")
-            env: dict[str, str] = {}  # workers: the local pipeline's default (CPUs shared out among stages)
+            # workers: the local pipeline's default (CPUs shared out among stages)
+            env: dict[str, str] = dict(stage_env or {})
             session = PipelineSession(work / f"sdk-{len(results)}", docker=client, host_network=host_network,
                                       front_environment=front_env)
             cleanup.append(session.cleanup)
@@ -277,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         pipeline_run(PIPELINE, True, open_loop=True)
         pipeline_run(PIPELINE_PROXY, False, paced=False)
         pipeline_run(PIPELINE_LOGGED, True, {"SMKIT_ACCESS_LOG": "true"}, paced=False)
+        pipeline_run(PIPELINE_THREADED, True, stage_env={"SMKIT_INLINE_PREDICTIONS": "false"})
 
         row = ",".join(repr(float(v)) for v in features.transform_records_sklearn([order])[0]).encode()
         alone_run(PREPROCESS, images["preprocess"], trained.preprocess_dir, payload)
