@@ -11,11 +11,11 @@ that answers fast (``InlinePolicy``). Multi-model endpoints
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import math
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -70,7 +70,9 @@ class InlinePolicy:
     ``MAX_BYTES`` to a model whose recent predictions averaged under ``MAX_MS`` runs on the loop, which
     then answers ``/ping`` after at most a few such predictions; the per-request timeout, which only the
     thread can enforce, is meant for the slow ones. The first request, and every request while slow ones
-    keep the average up, takes the thread; predictions are timed on both paths.
+    keep the average up, takes the thread; predictions are timed on both paths. Predictions still run one
+    at a time, in order: none runs inline while one is queued for or running on the thread, so handlers
+    need not be thread-safe.
     """
 
     MAX_BYTES = 64 * 1024
@@ -80,10 +82,27 @@ class InlinePolicy:
     def __init__(self, enabled: bool = True) -> None:
         self.enabled = enabled
         self.average_ms: float | None = None
+        self.handed_off = 0  # predictions queued for or running on the thread
+        self._lock = threading.Lock()  # handed_off changes on the loop and on the thread
 
     def inline(self, request: Request) -> bool:
         average = self.average_ms
-        return self.enabled and average is not None and average < self.MAX_MS and len(request.body) <= self.MAX_BYTES
+        return (self.enabled and not self.handed_off and average is not None and average < self.MAX_MS
+                and len(request.body) <= self.MAX_BYTES)
+
+    def hand_off(self, call: Callable[[Request], Response]) -> Callable[[Request], Response]:
+        """``call`` timed, counted in ``handed_off`` until it has run on the thread (a prediction stuck
+        past the timeout stays counted: its worker is recycled, and nothing runs inline beside it)."""
+        with self._lock:
+            self.handed_off += 1
+
+        def run(request: Request) -> Response:
+            try:
+                return self.timed(call, request)
+            finally:
+                with self._lock:
+                    self.handed_off -= 1
+        return run
 
     def timed(self, call: Callable[[Request], Response], request: Request) -> Response:
         """``call(request)``, adding how long it took to the moving average."""
@@ -202,10 +221,10 @@ class InferenceApp:
 
     async def _invoke(self, request: Request, model: str | None) -> Response:
         assert self.service is not None
-        call = functools.partial(self.inline_policy.timed, self.service.invoke)
-        if self.inline_policy.inline(request):
-            return call(request)
-        return await self._run(call, request)
+        policy = self.inline_policy
+        if policy.inline(request):
+            return policy.timed(self.service.invoke, request)
+        return await self._run(policy.hand_off(self.service.invoke), request)
 
     async def _run(self, call: Callable[[Request], Response], request: Request) -> Response:
         """``call(request)`` on the prediction thread, within the per-request time limit."""

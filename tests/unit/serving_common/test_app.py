@@ -256,9 +256,10 @@ def test_prediction_over_the_timeout_is_500_and_recycles_the_worker(asgi_client,
     client = gated_client(asgi_client, model_dir, gate, SAGEMAKER_MODEL_SERVER_TIMEOUT="1")
     try:
         response = client.request("POST", "/invocations", {"content-type": "application/json"}, b"[1]")
+        stuck = client.app.inline_policy.handed_off  # the prediction still holds the thread
     finally:
         gate.set()
-    assert response.status == 500
+    assert response.status == 500 and stuck == 1
     assert "exceeded the 1 s timeout" in orjson.loads(response.body)["message"]
     assert signals == [(os.getpid(), signal.SIGTERM)]
 
@@ -372,3 +373,36 @@ def test_the_moving_average_sends_requests_back_to_the_thread_after_a_slow_one()
     while not policy.inline(request):  # fast ones, timed on the thread, bring the average back down
         policy.timed(lambda _: answer, request)
     assert policy.average_ms < InlinePolicy.MAX_MS
+
+
+def test_nothing_runs_inline_beside_a_prediction_on_the_thread(linear_handler, model_dir, asgi_client):
+    gate = threading.Event()
+    big = b"[" + b",".join([b"[1, 2]"] * 12_000) + b"]"  # over MAX_BYTES: always the thread
+    threads: list[str] = []
+
+    class Gated(linear_handler):
+        def predict(self, model, data, context):
+            threads.append(threading.current_thread().name)
+            if len(data) > 1:
+                gate.wait(10)
+            return super().predict(model, data, context)
+
+    client = asgi_client(InferenceApp(Gated, Settings.from_env({"SM_MODEL_DIR": str(model_dir)})))
+    assert client.startup()["type"] == "lifespan.startup.complete"
+    assert post(client).status == 200  # timed on the thread: small requests may now run inline
+
+    async def scenario():
+        slow = asyncio.ensure_future(client.arequest("POST", "/invocations", {"content-type": "application/json"}, big))
+        await asyncio.sleep(0.05)
+        small = asyncio.ensure_future(client.arequest("POST", "/invocations", {"content-type": "application/json"},
+                                                      b"[[1, 2]]"))
+        await asyncio.sleep(0.05)
+        waited = not small.done()  # queued behind the running prediction, not run beside it
+        gate.set()
+        return waited, await slow, await small
+
+    waited, slow, small = client.loop.run_until_complete(asyncio.wait_for(scenario(), 10))
+    assert waited and (slow.status, small.status, small.body) == (200, 200, b"[5.0]")
+    assert all(name.startswith("predict") for name in threads)
+    assert client.app.inline_policy.handed_off == 0  # both left the thread's count when they finished
+    client.shutdown()
