@@ -315,8 +315,14 @@ def test_access_log_is_off_by_default_but_failures_are_always_logged(make_app, a
     client.shutdown()
 
 
-def _thread_recording_client(linear_handler, model_dir, asgi_client, delays: list[float] | None = None, **env: str):
-    """A started app whose handler records the thread each prediction runs on (and sleeps ``delays``)."""
+#: A request over InlinePolicy.MAX_BYTES: it always takes the prediction thread.
+BIG_BODY = b"[" + b",".join([b"[1, 2]"] * 12_000) + b"]"
+
+
+def _thread_recording_client(linear_handler, model_dir, asgi_client, delays: list[float] | None = None,
+                             gate: threading.Event | None = None, **env: str):
+    """A started app whose handler records the thread each prediction runs on, sleeps ``delays`` and,
+    given a ``gate``, holds every prediction of more than one row until the gate opens."""
     threads: list[str] = []
     delays = list(delays or [])
 
@@ -324,6 +330,8 @@ def _thread_recording_client(linear_handler, model_dir, asgi_client, delays: lis
         def predict(self, model, data, context):
             threads.append(threading.current_thread().name)
             time.sleep(delays.pop(0) if delays else 0.0)
+            if gate is not None and len(data) > 1:
+                gate.wait(10)
             return super().predict(model, data, context)
 
     client = asgi_client(InferenceApp(Recording, Settings.from_env({"SM_MODEL_DIR": str(model_dir), **env})))
@@ -338,9 +346,8 @@ def test_small_requests_to_a_fast_model_run_on_the_event_loop_after_a_first_time
         assert post(client, b"[[1, 2]]").body == b"[5.0]"
     loop_thread = threading.current_thread().name  # the test client runs the app's loop on this thread
     assert threads[0].startswith("predict") and threads[1:] == [loop_thread] * 2
-    big = b"[" + b",".join([b"[1, 2]"] * 12_000) + b"]"
-    assert len(big) > InlinePolicy.MAX_BYTES
-    assert post(client, big).status == 200 and threads[-1].startswith("predict")
+    assert len(BIG_BODY) > InlinePolicy.MAX_BYTES
+    assert post(client, BIG_BODY).status == 200 and threads[-1].startswith("predict")
     client.shutdown()
 
 
@@ -377,22 +384,12 @@ def test_the_moving_average_sends_requests_back_to_the_thread_after_a_slow_one()
 
 def test_nothing_runs_inline_beside_a_prediction_on_the_thread(linear_handler, model_dir, asgi_client):
     gate = threading.Event()
-    big = b"[" + b",".join([b"[1, 2]"] * 12_000) + b"]"  # over MAX_BYTES: always the thread
-    threads: list[str] = []
-
-    class Gated(linear_handler):
-        def predict(self, model, data, context):
-            threads.append(threading.current_thread().name)
-            if len(data) > 1:
-                gate.wait(10)
-            return super().predict(model, data, context)
-
-    client = asgi_client(InferenceApp(Gated, Settings.from_env({"SM_MODEL_DIR": str(model_dir)})))
-    assert client.startup()["type"] == "lifespan.startup.complete"
+    client, threads = _thread_recording_client(linear_handler, model_dir, asgi_client, gate=gate)
     assert post(client).status == 200  # timed on the thread: small requests may now run inline
 
     async def scenario():
-        slow = asyncio.ensure_future(client.arequest("POST", "/invocations", {"content-type": "application/json"}, big))
+        slow = asyncio.ensure_future(client.arequest("POST", "/invocations", {"content-type": "application/json"},
+                                                     BIG_BODY))
         await asyncio.sleep(0.05)
         small = asyncio.ensure_future(client.arequest("POST", "/invocations", {"content-type": "application/json"},
                                                       b"[[1, 2]]"))
