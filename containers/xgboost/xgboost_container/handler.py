@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import json
 import logging
+import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -94,10 +95,10 @@ class Model:
         direct = DensePredictor(booster)
         self.predict_large = direct if direct.verified(num_features) else self._inplace
         self.forest = _checked_forest(booster, num_features, saved_forest)
-        self.forest_max_rows = self.FOREST_MAX_ROWS if threads >= self.XGBOOST_THREADS_TO_WIN else None
+        self.forest_max_rows = self.FOREST_MAX_ROWS if threads >= self.XGBOOST_THREADS_TO_WIN else math.inf
 
     def predict_dense(self, rows: np.ndarray) -> np.ndarray:
-        if self.forest is not None and (self.forest_max_rows is None or rows.shape[0] <= self.forest_max_rows):
+        if self.forest is not None and rows.shape[0] <= self.forest_max_rows:
             return self.forest(rows)
         return self.predict_large(rows)
 
