@@ -50,6 +50,13 @@ def _channel(value: str) -> Channel:
     return Channel(name, Path(path), content_type)
 
 
+def _env(value: str) -> tuple[str, str]:
+    name, equals, setting = value.partition("=")
+    if not equals or not name:
+        raise UsageError(f"--env {value!r}: expected NAME=VALUE")
+    return name, setting
+
+
 def _hyperparameters(value: str | None, option: str) -> dict[str, str] | None:
     if value is None:
         return None
@@ -70,6 +77,9 @@ def parser() -> argparse.ArgumentParser:
                     "(`docker run IMAGE serve` and `docker run IMAGE train`). Needs the docker CLI.",
         epilog="Exit status: 0 every sagemaker-level rule passed, 1 one failed, 2 the kit could not run.")
     p.add_argument("image", help="the image to check (local, e.g. my-model:1.0)")
+    p.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                   help="an environment variable for every container the kit starts (repeatable); the kit's "
+                        "own SAGEMAKER_* settings win over it")
     serve = p.add_argument_group("serve")
     serve.add_argument("--model-dir", type=Path, help="a model folder to mount at /opt/ml/model (default: the "
                        "model the training check writes)")
@@ -120,6 +130,7 @@ def run(args: argparse.Namespace) -> Results:
     payloads = [_payload(value) for value in args.payload]
     bad_payloads = [_payload(value) for value in args.bad_payload]
     channels = [_channel(value) for value in args.train_channel]
+    env = dict(_env(value) for value in args.env)
     hyperparameters = _hyperparameters(args.hyperparameters, "--hyperparameters") or {}
     bad_hyperparameters = _hyperparameters(args.bad_hyperparameters, "--bad-hyperparameters")
     if not payloads and not channels:
@@ -144,14 +155,14 @@ def run(args: argparse.Namespace) -> Results:
         train_reason = "no --train-channel given"
         if channels:
             trained = TrainingChecks(TrainOptions(args.image, channels, hyperparameters, bad_hyperparameters,
-                                                  args.train_timeout, smkit, log), results, workspace).run()
+                                                  args.train_timeout, smkit, env, log), results, workspace).run()
             if model_dir is None and trained is not None:
                 model_dir = trained.model_dir
         serve_reason = "no --payload given"
         if payloads and model_dir is None:
             serve_reason = "no model to serve: training failed and no --model-dir was given"
         elif payloads:
-            ServingChecks(ServeOptions(args.image, model_dir, payloads, list(args.accept), bad_payloads, smkit,
+            ServingChecks(ServeOptions(args.image, model_dir, payloads, list(args.accept), bad_payloads, smkit, env,
                                        args.startup_timeout, args.no_model_window, args.stop_timeout, log),
                           results, labels).run()
         _not_checked(results, levels, serve_reason, train_reason)

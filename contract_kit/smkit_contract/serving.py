@@ -57,6 +57,7 @@ class ServeOptions:
     accepts: list[str] = field(default_factory=list)
     bad_payloads: list[Payload] = field(default_factory=list)
     smkit: bool = False
+    env: dict[str, str] = field(default_factory=dict)  # the caller's --env, under the kit's own variables
     startup_timeout: float = 120
     no_model_window: float = 10
     stop_timeout: float = 30
@@ -107,8 +108,9 @@ class ServingChecks:
 
     def _start(self, role: str, env: dict[str, str], mounts: list[tuple[Path, str, bool]],
                read_only: bool = True) -> Container:
-        container = Container(self.options.image, ["serve"], role, env={"SAGEMAKER_BIND_TO_PORT": str(CONTRACT_PORT),
-                              **env}, mounts=mounts, ports=(CONTRACT_PORT, DEFAULT_PORT), read_only=read_only)
+        env = {**self.options.env, "SAGEMAKER_BIND_TO_PORT": str(CONTRACT_PORT), **env}
+        container = Container(self.options.image, ["serve"], role, env=env, mounts=mounts,
+                              ports=(CONTRACT_PORT, DEFAULT_PORT), read_only=read_only)
         self.containers.append(container)
         return container
 

@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from smkit_contract.docker_cli import run_to_exit
@@ -38,6 +38,7 @@ class TrainOptions:
     bad_hyperparameters: Mapping[str, str] | None = None  # default: the good ones plus an unknown name
     timeout: float = 1800
     smkit: bool = False
+    env: Mapping[str, str] = field(default_factory=dict)  # the caller's --env
     log: Callable[[str], None] = lambda message: None
 
 
@@ -99,7 +100,7 @@ class TrainingChecks:
 
     def _run(self, job: Job, role: str) -> Job:
         job.exit_code, job.logs = run_to_exit(self.options.image, ["train"], role,
-                                              env={"TRAINING_JOB_NAME": f"smkit-contract-{role}"},
+                                              env={**self.options.env, "TRAINING_JOB_NAME": f"smkit-contract-{role}"},
                                               mounts=[(job.root, "/opt/ml", True)], timeout=self.options.timeout)
         return job
 

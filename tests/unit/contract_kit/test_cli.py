@@ -81,3 +81,10 @@ def test_a_garbage_tree_holds_no_caller_data(tmp_path):
     job = write_tree(tmp_path / "job", {}, [Channel("train", data)], garbage=True)
     assert [p.name for p in (job.root / "input" / "data" / "train").iterdir()] == ["data"]
     assert Path(data / "part-0.csv").read_text() == "1,0.5\n"
+
+
+def test_env_argument():
+    assert cli._env("SAGEMAKER_PROGRAM=serve.py") == ("SAGEMAKER_PROGRAM", "serve.py")
+    assert cli._env("EMPTY=") == ("EMPTY", "")
+    with pytest.raises(cli.UsageError, match="NAME=VALUE"):
+        cli._env("NOVALUE")
