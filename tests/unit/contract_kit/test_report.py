@@ -2,6 +2,7 @@
 
 import json
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 from smkit_contract import report
 from smkit_contract.rules import RULES, SAGEMAKER, SMKIT, Results, Status
@@ -83,3 +84,8 @@ def test_junit_report_has_a_suite_per_level_and_a_case_per_rule():
     assert cases["multi-model.api"].find("skipped").get("message") == "no multi-models label"
     assert cases["serve.ping-ready"].find("failure") is None
     assert suites["smkit-contract.smkit"].get("failures") == "1"
+
+
+def test_every_rule_is_documented():
+    docs = (Path(__file__).resolve().parents[3] / "docs" / "contract-kit.md").read_text()
+    assert [rule for rule in RULES if f"| `{rule}` |" not in docs] == []
