@@ -63,7 +63,11 @@ class Container:
                  read_only: bool = False) -> None:
         self.name = unique_name(role)
         self.started = time.monotonic()
-        docker("run", "--detach", *_run_args(image, command, self.name, env or {}, mounts, ports, read_only))
+        try:
+            docker("run", "--detach", *_run_args(image, command, self.name, env or {}, mounts, ports, read_only))
+        except DockerError:
+            self.remove()  # `docker run` may have created it before failing to start it
+            raise
         self.host_ports: dict[int, int] = {}
         for port in ports:
             done = docker("port", self.name, f"{port}/tcp", check=False)
