@@ -133,6 +133,10 @@ _RULES = [
     Rule("train.bad-data", SAGEMAKER, "`train` on unreadable channel data exits non-zero",
          "A job that skips or misreads garbage data reports success with a meaningless model.",
          "Fail on data you cannot parse; exit non-zero."),
+    Rule("train.missing-channel", SAGEMAKER, "`train` with no channels at all exits non-zero",
+         "A channel name misspelt in fit() reaches the container as a missing channel; a job that then trains "
+         "on nothing reports success.",
+         "Check inputdataconfig.json and /opt/ml/input/data/<channel> for the channels you need; exit non-zero."),
     Rule("train.failure-file", SAGEMAKER, "a failed `train` writes the reason to /opt/ml/output/failure",
          "SageMaker shows that file's text as the job's FailureReason (first 1,024 characters); without it "
          "users see only 'AlgorithmError' and must dig through logs.",

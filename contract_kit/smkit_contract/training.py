@@ -1,7 +1,8 @@
 """The training checks: ``docker run IMAGE train`` on an /opt/ml tree laid out as SageMaker lays it out.
 
-Three jobs run at once: the given channels and hyperparameters (must succeed and leave a model), bad
-hyperparameters and unreadable data (must fail, with a reason in /opt/ml/output/failure). The channels
+Four jobs run at once: the given channels and hyperparameters (must succeed and leave a model), bad
+hyperparameters, unreadable data and no channels at all (must fail, with a reason in
+/opt/ml/output/failure). The channels
 are copied into each job's tree, so the image never writes to the caller's folders.
 """
 
@@ -116,8 +117,9 @@ class TrainingChecks:
                                                     options.channels),
             "train-bad-data": write_tree(self.workspace / "bad-data", options.hyperparameters, options.channels,
                                          garbage=True),
+            "train-no-channels": write_tree(self.workspace / "no-channels", options.hyperparameters, []),
         }
-        options.log("train: running the good, bad-hyperparameters and bad-data jobs")
+        options.log("train: running the good, bad-hyperparameters, bad-data and no-channels jobs")
         with ThreadPoolExecutor(len(jobs)) as pool:
             done = {role: job for role, job in zip(jobs, pool.map(self._run, jobs.values(), jobs))}
         good = done["train"]
@@ -134,7 +136,8 @@ class TrainingChecks:
         failed_jobs = []
         for rule, role, what in (("train.bad-hyperparameters", "train-bad-hyperparameters",
                                   f"hyperparameters {json.dumps(dict(bad_hyperparameters))}"),
-                                 ("train.bad-data", "train-bad-data", "every channel holding one file of garbage")):
+                                 ("train.bad-data", "train-bad-data", "every channel holding one file of garbage"),
+                                 ("train.missing-channel", "train-no-channels", "no channels")):
             job = done[role]
             if job.exit_code is None:
                 results.failed(rule, f"{what}: no exit within {options.timeout:.0f} s")

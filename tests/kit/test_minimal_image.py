@@ -24,7 +24,7 @@ SERVE_RULES = {"serve.ping-ready", "serve.ping-no-model", "serve.bind-to-port", 
                "invocations.unsupported-content-type", "invocations.unsupported-accept", "invocations.empty-body",
                "invocations.malformed-body", "invocations.payload-limit", "execution-parameters"}
 TRAIN_RULES = {"train.succeeds", "train.model-written", "train.bad-hyperparameters", "train.bad-data",
-               "train.failure-file"}
+               "train.missing-channel", "train.failure-file"}
 
 
 @pytest.fixture(scope="module")
