@@ -84,6 +84,10 @@ def test_the_minimal_image_passes_the_sagemaker_level(docker, workdir, train_arg
 @pytest.mark.parametrize("variant, rule", [
     ("ping-without-model", "serve.ping-no-model"),
     ("500-on-bad-content-type", "invocations.unsupported-content-type"),
+    ("500-on-malformed-body", "invocations.malformed-body"),
+    ("charset-unsupported", "invocations.content-type-parameters"),
+    ("ignores-q-values", "invocations.accept-q-values"),
+    ("no-payload-limit", "invocations.payload-limit"),
     ("ignores-bind-to-port", "serve.bind-to-port"),
     ("ignores-sigterm", "serve.sigterm"),
     ("writes-root-fs", "serve.read-only-root"),
@@ -98,7 +102,12 @@ def test_a_broken_server_fails_exactly_its_rule(docker, workdir, serve_args, min
     assert f"FAIL  {rule}" in run.output and f"fix: {result['fix']}" in run.output
 
 
-def test_a_training_job_without_a_failure_file_fails_that_rule(docker, workdir, train_args):
-    run = run_kit(build_minimal_image("no-failure-file"), *train_args, workdir=workdir)
-    _assert_only(run, {"train.failure-file"}, TRAIN_RULES)
+@pytest.mark.parametrize("variant, rule", [
+    ("no-failure-file", "train.failure-file"),
+    ("accepts-any-hyperparameter", "train.bad-hyperparameters"),
+    ("trains-without-channels", "train.missing-channel"),
+])
+def test_a_broken_training_job_fails_exactly_its_rule(docker, workdir, train_args, variant, rule):
+    run = run_kit(build_minimal_image(variant), *train_args, workdir=workdir)
+    _assert_only(run, {rule}, TRAIN_RULES)
     assert {r for r in SERVE_RULES if run.statuses("sagemaker")[r] == "SKIP"} == SERVE_RULES

@@ -1,9 +1,10 @@
 """A minimal SageMaker container in one stdlib file: ``train`` fits a tiny linear scorer, ``serve`` serves it.
 
 It honours the contract and nothing more (no smkit conventions). MINIMAL_BROKEN names one deliberate
-violation, so the tests can show the contract kit fails exactly that rule:
-ping-without-model, 500-on-bad-content-type, ignores-bind-to-port, ignores-sigterm, writes-root-fs,
-no-failure-file.
+violation, so the tests can show the contract kit fails exactly that rule. Serving: ping-without-model,
+500-on-bad-content-type, 500-on-malformed-body, charset-unsupported, ignores-q-values, no-payload-limit,
+ignores-bind-to-port, ignores-sigterm, writes-root-fs. Training: no-failure-file,
+accepts-any-hyperparameter, trains-without-channels.
 """
 
 from __future__ import annotations
@@ -49,12 +50,15 @@ def train() -> int:
         config = OPT_ML / "input" / "config"
         hyperparameters = json.loads((config / "hyperparameters.json").read_text())
         unknown = sorted(set(hyperparameters) - set(HYPERPARAMETERS))
-        if unknown:
+        if unknown and BROKEN != "accepts-any-hyperparameter":
             raise ValueError(f"unknown hyperparameters: {', '.join(unknown)}")
         scale = float(hyperparameters.get("scale", "1"))
         channels = json.loads((config / "inputdataconfig.json").read_text())
         json.loads((config / "resourceconfig.json").read_text())["current_host"]
         if "train" not in channels:
+            if BROKEN == "trains-without-channels":
+                MODEL_FILE.write_text(json.dumps({"means": [], "scale": scale}))
+                return 0
             raise ValueError("no train channel")
         rows = []
         for path in sorted((OPT_ML / "input" / "data" / "train").iterdir()):
@@ -93,7 +97,7 @@ def choose_type(accept: str | None, default: str) -> str:
     for item in accept.split(","):
         media, params = parse_media(item)
         try:
-            q = float(params.get("q", "1"))
+            q = 1.0 if BROKEN == "ignores-q-values" else float(params.get("q", "1"))
         except ValueError:
             q = 1.0
         ranges.append((media, q))
@@ -116,6 +120,8 @@ def decode(body: bytes, content_type: str | None) -> list[list[float]]:
     if not content_type:
         raise ClientError(415, "no Content-Type")
     media, params = parse_media(content_type)
+    if params and BROKEN == "charset-unsupported":  # an exact-match lookup, as in the AWS toolkits
+        raise ClientError(415, f"cannot read {content_type}")
     if media not in ("text/csv", "application/json"):
         raise ClientError(500 if BROKEN == "500-on-bad-content-type" else 415,
                           f"cannot read {media}; send text/csv or application/json")
@@ -131,7 +137,7 @@ def decode(body: bytes, content_type: str | None) -> list[list[float]]:
         data = json.loads(text)
         return [[float(v) for v in row] for row in (data["instances"] if isinstance(data, dict) else data)]
     except (ValueError, KeyError, TypeError) as exc:
-        raise ClientError(400, f"malformed {media}: {exc}") from None
+        raise ClientError(500 if BROKEN == "500-on-malformed-body" else 400, f"malformed {media}: {exc}") from None
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -163,7 +169,7 @@ class Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length)
         try:
-            if length > self.limit:
+            if length > self.limit and BROKEN != "no-payload-limit":
                 raise ClientError(413, f"the body is over the {self.limit} byte limit")
             if self.model is None:
                 raise RuntimeError("no model")
