@@ -38,9 +38,14 @@ def run_kit(image: str, *args: str, workdir: Path) -> KitRun:
     return KitRun(done.returncode, output, json.loads(report.read_text()))
 
 
+# Variants made by the image's labels rather than by the server's behaviour (MINIMAL_BROKEN).
+_LABEL_VARIANTS = {"no-bind-label": "BIND_LABEL=false", "claims-multi-models": "MULTI_MODELS_LABEL=true"}
+
+
 def build_minimal_image(variant: str = "") -> str:
-    """The minimal stdlib image, or one of its deliberately broken variants (BROKEN build argument)."""
+    """The minimal stdlib image, or one of its deliberately broken variants (see its Dockerfile)."""
     tag = f"{PREFIX}kit-minimal{'-' + variant if variant else ''}:test"
-    subprocess.run(["docker", "build", "--quiet", "--build-arg", f"BROKEN={variant}", "--tag", tag,
-                    str(MINIMAL_IMAGE_DIR)], check=True, capture_output=True)
+    build_arg = _LABEL_VARIANTS.get(variant, f"BROKEN={variant}")
+    subprocess.run(["docker", "build", "--quiet", "--build-arg", build_arg, "--tag", tag, str(MINIMAL_IMAGE_DIR)],
+                   check=True, capture_output=True)
     return tag

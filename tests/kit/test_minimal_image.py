@@ -91,6 +91,8 @@ def test_the_minimal_image_passes_the_sagemaker_level(docker, workdir, train_arg
     ("ignores-bind-to-port", "serve.bind-to-port"),
     ("ignores-sigterm", "serve.sigterm"),
     ("writes-root-fs", "serve.read-only-root"),
+    ("no-bind-label", "serve.bind-to-port-label"),
+    ("claims-multi-models", "multi-model.api"),
 ])
 def test_a_broken_server_fails_exactly_its_rule(docker, workdir, serve_args, minimal_model, variant, rule):
     run = run_kit(build_minimal_image(variant), "--model-dir", str(minimal_model), *serve_args, *QUICK,
