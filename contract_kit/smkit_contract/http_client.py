@@ -63,6 +63,11 @@ def request(port: int, method: str, path: str, body: bytes | None = None,
         connection.close()
 
 
+def describe(answer: Response | str) -> str:
+    """A response's summary, or the reason there was none (try_request's string)."""
+    return answer.summary() if isinstance(answer, Response) else answer
+
+
 def try_request(port: int, method: str, path: str, **kwargs: Any) -> Response | str:
     """request(), with an unreachable server as a string saying why (for rule details)."""
     try:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from smkit_contract.docker_cli import Container
-from smkit_contract.http_client import Response, try_request
+from smkit_contract.http_client import Response, describe, try_request
 from smkit_contract.media import essence_of, is_acceptable, parse_media_type
 from smkit_contract.rules import Results
 
@@ -270,7 +270,7 @@ class ServingChecks:
             if isinstance(answer, Response):
                 self.error_responses.append(("no Content-Type", answer))
             results.check("smkit.status-codes", isinstance(answer, Response) and answer.status == 415,
-                          f"no Content-Type: expected 415, got {getattr(answer, 'summary', lambda: answer)()}")
+                          f"no Content-Type: expected 415, got {describe(answer)}")
         self._check_payload_limit(first)
         if options.smkit:
             self._check_smkit_bodies()
@@ -291,7 +291,7 @@ class ServingChecks:
                 default = options.accepts[-1]
                 for accept in (None, "*/*"):
                     answer = self.invoke(first.body, first.content_type, accept)
-                    got = answer.summary() if isinstance(answer, Response) else answer
+                    got = describe(answer)
                     results.check("smkit.default-accept", isinstance(answer, Response)
                                   and essence_of(answer.content_type) == default,
                                   f"SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT={default}, Accept {accept!r}: got {got}")
@@ -463,7 +463,7 @@ class ServingChecks:
         ]
         for what, method, path, body, headers, status in steps:
             answer = try_request(port, method, path, body=body, headers=headers, timeout=120)
-            got = answer.summary() if isinstance(answer, Response) else answer
+            got = describe(answer)
             if not isinstance(answer, Response) or answer.status != status:
                 results.failed("multi-model.api", f"{what} ({method} {path}): expected {status}, got {got}")
                 return
