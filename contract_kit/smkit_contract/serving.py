@@ -11,7 +11,6 @@ Containers (all started at once so their start-ups overlap, all removed at the e
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 import uuid
@@ -19,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from smkit_contract import multi_model
 from smkit_contract.docker_cli import Container
 from smkit_contract.http_client import Response, describe, try_request
 from smkit_contract.media import essence_of, is_acceptable, parse_media_type
@@ -29,7 +29,6 @@ DEFAULT_PORT = 8080
 LIMIT_MB = 1
 WORKERS = 2
 UNKNOWN_TYPE = "application/x-smkit-contract-unknown"
-MME_MODEL = "contract-model"
 BIND_LABEL = "com.amazonaws.sagemaker.capabilities.accept-bind-to-port"
 MME_LABEL = "com.amazonaws.sagemaker.capabilities.multi-models"
 # Bodies that cannot parse in their type, for the types the kit knows; others need --bad-payload.
@@ -129,10 +128,10 @@ class ServingChecks:
             model_mount = [(options.model_dir.resolve(), "/opt/ml/model", False)]
             main = self._start("serve", self._main_env(), model_mount)
             no_model = self._start("serve-no-model", {}, [(self.empty_model_dir, "/opt/ml/model", False)])
-            multi_model = None
+            mme = None
             if self.labels.get(MME_LABEL) == "true" or options.smkit:
-                multi_model = self._start("serve-multi-model", {"SAGEMAKER_MULTI_MODEL": "true"},
-                                          [(options.model_dir.resolve(), f"/opt/ml/models/{MME_MODEL}/model", False)])
+                mme = self._start("serve-multi-model", {"SAGEMAKER_MULTI_MODEL": "true"},
+                                  [(options.model_dir.resolve(), multi_model.MODEL_PATH, False)])
             main = self._ready_main(main, model_mount)
             if main is not None:
                 self._check_invocations()
@@ -140,8 +139,8 @@ class ServingChecks:
                 if options.smkit:
                     self._check_smkit_process_and_log(main)
             self._check_no_model(no_model)
-            if multi_model is not None:
-                self._check_multi_model(multi_model)
+            if mme is not None:
+                self._check_multi_model(mme)
             else:
                 self.results.skipped("multi-model.api", f"the image has no {MME_LABEL}=true label")
             if main is not None:
@@ -444,32 +443,5 @@ class ServingChecks:
             results.failed("multi-model.api", f"with SAGEMAKER_MULTI_MODEL=true and no model loaded, /ping never "
                            f"answered 200.\n{tail(container.logs())}")
             return
-        port = ready[1]
-        first = options.payloads[0]
-        url = f"/opt/ml/models/{MME_MODEL}/model"
-        load = json.dumps({"model_name": MME_MODEL, "url": url}).encode()
-        json_type = {"Content-Type": "application/json"}
-        steps: list[tuple[str, str, str, bytes | None, dict[str, str], int]] = [
-            ("list the models of an empty endpoint", "GET", "/models", None, {}, 200),
-            ("load a model", "POST", "/models", load, json_type, 200),
-            ("describe the loaded model", "GET", f"/models/{MME_MODEL}", None, {}, 200),
-            ("invoke it", "POST", f"/models/{MME_MODEL}/invoke", first.body, {"Content-Type": first.content_type}, 200),
-            ("load the same name again", "POST", "/models", load, json_type, 409),
-            ("invoke a model that is not loaded", "POST", "/models/smkit-contract-no-such-model/invoke", first.body,
-             {"Content-Type": first.content_type}, 404),
-            ("unload it", "DELETE", f"/models/{MME_MODEL}", None, {}, 200),
-            ("invoke it after unloading", "POST", f"/models/{MME_MODEL}/invoke", first.body,
-             {"Content-Type": first.content_type}, 404),
-        ]
-        for what, method, path, body, headers, status in steps:
-            answer = try_request(port, method, path, body=body, headers=headers, timeout=120)
-            got = describe(answer)
-            if not isinstance(answer, Response) or answer.status != status:
-                results.failed("multi-model.api", f"{what} ({method} {path}): expected {status}, got {got}")
-                return
-            if what.startswith("list"):
-                models = answer.json().get("models") if answer.body.startswith(b"{") else None
-                if models != []:
-                    results.failed("multi-model.api", f"{what}: expected {{\"models\": []}}, got {got}")
-                    return
-        results.passed("multi-model.api")
+        problem = multi_model.api_problem(ready[1], options.payloads[0].body, options.payloads[0].content_type)
+        results.check("multi-model.api", problem is None, problem or "")
