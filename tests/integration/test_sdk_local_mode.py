@@ -36,7 +36,7 @@ from botocore.exceptions import ClientError
 from sagemaker.deserializers import BytesDeserializer
 from sagemaker.estimator import Estimator
 from sagemaker.local import LocalSession
-from sagemaker.local.local_session import file_input
+from sagemaker.local.local_session import LocalSagemakerClient, file_input
 from sagemaker.model import Model
 from sagemaker.predictor import Predictor
 from sagemaker.serializers import IdentitySerializer
@@ -368,6 +368,21 @@ def test_a_transform_with_every_sdk_default_through_the_offline_session(session,
     job = session.sagemaker_client.describe_transform_job(TransformJobName=transformer.latest_transform_job.name)
     assert job["TransformJobStatus"] == "Completed"
     _labelled_table(output, train_orders[:300], reference)
+
+
+def test_a_strategy_the_model_sets_is_answered_in_aws_spelling_and_local_mode_reads_it(session, image_of,
+                                                                                     preprocess_model, reference,
+                                                                                     train_orders):
+    """The model's environment asks for SINGLE_RECORD; the job sets no strategy, so local mode takes the
+    container's answer (which the SDK alone would refuse: it knows only "SingleRecord")."""
+    orders = train_orders[:40]
+    source = write_jsonl(orders, session.root / "data" / "single" / "orders.jsonl").parent
+    output = transform(session, image_of("preprocess"), preprocess_model, source, session.root / "single-out",
+                       JSONL, CSV, env={"SMKIT_OUTPUT_LABEL": "true", "SAGEMAKER_BATCH_STRATEGY": "SINGLE_RECORD"},
+                       strategy=None)
+    name = max(LocalSagemakerClient._transform_jobs, key=lambda n: LocalSagemakerClient._transform_jobs[n].start_time)
+    assert LocalSagemakerClient._transform_jobs[name].batch_strategy == "SINGLE_RECORD"
+    _labelled_table(output, orders, reference)
 
 
 def test_a_plain_local_session_transforms_with_the_sdk_defaults(guard, tmp_path, image_of, preprocess_model,
