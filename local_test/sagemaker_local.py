@@ -21,7 +21,8 @@ What :class:`OfflineLocalSession` changes in SDK 2.x's ``LocalSession`` (pinned 
 - **invoke_endpoint behaves like AWS's**: a non-2xx answer raises ``ClientError`` code ``ModelError``
   (the SDK's local client hands the error body back as if it were a prediction, and a batch
   transform would write it into the ``.out`` file), and ``ContentType`` is the response's, not the
-  request's ``Accept``.
+  request's ``Accept``. With ``assemble_with="Line"`` a response that ends its last line gets no
+  second newline (local mode alone would write a blank line after every mini-batch).
 - **Fast readiness.** The SDK polls ``/ping`` every 5 s (first poll at once, so a deploy takes ≥ 5 s)
   and ``deploy(wait=True)`` then sleeps another 30 s in ``wait_for_endpoint``; transform jobs sleep 10 s
   and call CloudWatch for logs. Here pings are polled every 50 ms (and a container that exits, e.g. a
@@ -62,6 +63,7 @@ because they are local tags).
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -348,6 +350,8 @@ class OfflineRuntimeClient(LocalSagemakerRuntimeClient):
         self._endpoint_ports = endpoint_ports
         super().__init__(config)
         self.http = urllib3.PoolManager(maxsize=8, retries=False)
+        # Set by the client for the length of a transform job with AssembleWith=Line (see invoke_endpoint).
+        self.transform_assembles_lines = False
 
     def invoke_endpoint(self, Body, EndpointName, ContentType=None, Accept=None, CustomAttributes=None,
                         TargetModel=None, TargetVariant=None, InferenceId=None):
@@ -369,7 +373,16 @@ class OfflineRuntimeClient(LocalSagemakerRuntimeClient):
                                                            f"with message \"{message}\"."},
                 "OriginalStatusCode": response.status, "OriginalMessage": message,
                 "ResponseMetadata": {"HTTPStatusCode": 424}}, "InvokeEndpoint")
-        return {"Body": response, "ContentType": response.headers.get("Content-Type", Accept)}
+        content_type = response.headers.get("Content-Type", Accept)
+        if EndpointName == "" and self.transform_assembles_lines:
+            # Local mode's AssembleWith=Line writes b"\n" after every response, also after one that ends
+            # its last line already (every CSV/JSON Lines answer of ours): a blank line between
+            # mini-batches. One final newline is left to local mode, so each line ends exactly once,
+            # as local_test.pipeline's transform job writes them.
+            data = response.read()
+            response.release_conn()
+            return {"Body": io.BytesIO(data.removesuffix(b"\n")), "ContentType": content_type}
+        return {"Body": response, "ContentType": content_type}
 
 
 def require_local_image(image: str) -> None:
@@ -450,13 +463,16 @@ class OfflineSagemakerClient(LocalSagemakerClient):
     def create_transform_job(self, TransformJobName, ModelName, TransformInput, TransformOutput,
                              TransformResources, **kwargs):
         self._require_model_images(ModelName)
+        runtime = self.sagemaker_session.sagemaker_runtime_client
         with self._lock:
             self._on_free_port()
             self.sagemaker_session.transform_jobs.add(TransformJobName)
+            runtime.transform_assembles_lines = (TransformOutput or {}).get("AssembleWith") == "Line"
             try:
                 super().create_transform_job(TransformJobName, ModelName, TransformInput, TransformOutput,
                                              TransformResources, **kwargs)
             finally:
+                runtime.transform_assembles_lines = False
                 job = LocalSagemakerClient._transform_jobs.get(TransformJobName)
                 container = getattr(job, "container", None)  # a _SageMakerContainer
                 compose = getattr(container, "container", None)

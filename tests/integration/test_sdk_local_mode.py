@@ -330,8 +330,9 @@ def test_an_image_missing_here_is_refused_not_pulled(session, tmp_path):
 
 
 def _labelled_table(output: Path, orders: list[dict], reference: FittedFeatures) -> np.ndarray:
-    """The transform's CSV, checked row by row: one line per order, label first, every line full width."""
-    lines = [line for line in transform_output(output).decode().splitlines() if line.strip()]
+    """The transform's CSV, checked row by row: one line per order (no blank ones), label first, every line
+    full width."""
+    lines = transform_output(output).decode().splitlines()
     widths = {len(line.split(",")) for line in lines}
     assert len(lines) == len(orders) and widths == {1 + len(reference.output_columns)}, (len(lines), widths)
     table = _csv(transform_output(output))
