@@ -26,7 +26,8 @@ scripts/make_base_image.sh
 
 PY="${PYTHON:-python3}"
 stamp=.venv/.requirements.sha256
-digest="$(cat requirements/*.txt containers/xgboost/requirements-build.txt pyproject.toml contract_kit/pyproject.toml | sha256sum | cut -d' ' -f1)"
+digest="$(cat requirements/*.txt containers/xgboost/requirements-build.txt pyproject.toml contract_kit/pyproject.toml \
+  local_test/pyproject.toml | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$digest" ]; then
   log "creating the dev venv .venv"
   "$PY" -m venv .venv
@@ -34,6 +35,8 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$digest" ]; then
   .venv/bin/pip install --quiet --disable-pip-version-check --no-deps -e . 2> >(grep -v "Location 'file" >&2)
   # The contract kit (contract_kit/: stdlib only, installs on its own too): `smkit-contract IMAGE ...`
   .venv/bin/pip install --quiet --disable-pip-version-check --no-deps -e ./contract_kit 2> >(grep -v "Location 'file" >&2)
+  # The SDK helpers users import (local_test), importable from any folder (local_test/pyproject.toml).
+  .venv/bin/pip install --quiet --disable-pip-version-check --no-deps -e local_test 2> >(grep -v "Location 'file" >&2)
   echo "$digest" >"$stamp"
 fi
 # The XGBoost container's forest evaluator, for the unit tests on the host (each image compiles its own).

@@ -16,9 +16,20 @@ from typing import Any
 import docker as docker_sdk
 import requests
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent  # the checkout (tests, build.sh); not there for a wheel install
 PREFIX = os.environ.get("IMAGE_PREFIX", "smkit-")
-VERSION = (ROOT / "VERSION").read_text().strip()
+
+
+def _version() -> str:
+    """The images' version: the checkout's VERSION file, else the installed package's (same number)."""
+    try:
+        return (ROOT / "VERSION").read_text().strip()
+    except OSError:
+        from importlib.metadata import version
+        return version("smkit-local-mode")
+
+
+VERSION = _version()
 
 
 class DockerUnavailable(RuntimeError):

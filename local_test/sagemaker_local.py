@@ -21,7 +21,8 @@ What :class:`OfflineLocalSession` changes in SDK 2.x's ``LocalSession`` (pinned 
 - **invoke_endpoint behaves like AWS's**: a non-2xx answer raises ``ClientError`` code ``ModelError``
   (the SDK's local client hands the error body back as if it were a prediction, and a batch
   transform would write it into the ``.out`` file), and ``ContentType`` is the response's, not the
-  request's ``Accept``.
+  request's ``Accept``. With ``assemble_with="Line"`` a response that ends its last line gets no
+  second newline (local mode alone would write a blank line after every mini-batch).
 - **Fast readiness.** The SDK polls ``/ping`` every 5 s (first poll at once, so a deploy takes ≥ 5 s)
   and ``deploy(wait=True)`` then sleeps another 30 s in ``wait_for_endpoint``; transform jobs sleep 10 s
   and call CloudWatch for logs. Here pings are polled every 50 ms (and a container that exits, e.g. a
@@ -36,13 +37,23 @@ What :class:`OfflineLocalSession` changes in SDK 2.x's ``LocalSession`` (pinned 
   :func:`endpoint` do that even when a step fails.
 
 Importing this module sets ``OFFLINE_ENV`` (import it before the SDK, which warns about v2 on import)
-and patches three things in the SDK, process-wide, without changing what they do: the ping wait
-above (``sagemaker.local.entities._wait_for_serving_container``); the endpoint's compose thread
-(``sagemaker.local.image._HostingContainer``), which raised — a stderr traceback per deleted endpoint —
-when its container was stopped on purpose; and ``sagemaker.utils.validate_sagemaker_config``, which
-re-validated the SDK-defaults config against its whole JSON schema on every config lookup (~0.45 s
-each, ~20 per fit or deploy, as soon as the config is not empty — as our telemetry opt-out makes it):
-now once per distinct config.
+and patches the SDK, process-wide (so a plain ``LocalSession`` gets it too):
+
+- without changing what they do: the ping wait above
+  (``sagemaker.local.entities._wait_for_serving_container``); the endpoint's compose thread
+  (``sagemaker.local.image._HostingContainer``), which raised — a stderr traceback per deleted endpoint —
+  when its container was stopped on purpose; and ``sagemaker.utils.validate_sagemaker_config``, which
+  re-validated the SDK-defaults config against its whole JSON schema on every config lookup (~0.45 s
+  each, ~20 per fit or deploy, as soon as the config is not empty — as our telemetry opt-out makes it):
+  now once per distinct config;
+- where local mode differs from SageMaker: batch transform reads ``/execution-parameters``'
+  ``MULTI_RECORD``/``SINGLE_RECORD`` (AWS's spelling) as well as ``MultiRecord``/``SingleRecord``;
+  ``Transformer.transform(logs=True)`` no longer asks CloudWatch for logs after the job
+  (``LocalSession.logs_for_transform_job``, as the SDK already does for training); the in-place repack
+  of a ``file://`` model archive for ``Model(entry_point=..., source_dir=...)`` with local code is
+  skipped (the container reads the mounted ``source_dir``; the user's archive is never rewritten); and
+  a failed training job raises :class:`TrainingJobFailed`, whose message carries each host's
+  ``/opt/ml/output/failure`` instead of only ``docker-compose ... exited with code 1``.
 
 Known limits: the SDK publishes an endpoint's port on every interface (its compose file says
 ``"PORT:8080"``); the docker-compose subprocess is outside this process, so the offline guarantees are
@@ -52,6 +63,7 @@ because they are local tags).
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -98,6 +110,7 @@ import sagemaker.utils  # noqa: E402
 import urllib3  # noqa: E402
 from botocore.exceptions import ClientError  # noqa: E402
 from sagemaker.config import validate_sagemaker_config as _validate_sagemaker_config  # noqa: E402
+from sagemaker.local import data as _data  # noqa: E402
 from sagemaker.local import entities as _entities  # noqa: E402
 from sagemaker.local import image as _image  # noqa: E402
 from sagemaker.local.local_session import (  # noqa: E402
@@ -232,6 +245,102 @@ _image._HostingContainer.run = _run_hosting_container
 _image._HostingContainer.down = _stop_hosting_container
 
 
+# -- SDK local mode where it differs from SageMaker (process-wide: plain LocalSessions get it too) -----
+
+# /execution-parameters: AWS's containers and documentation spell the strategy MULTI_RECORD/SINGLE_RECORD,
+# local mode knows only the API's MultiRecord/SingleRecord (serving_common/app.py has the evidence).
+_STRATEGY_SPELLINGS = {"MULTI_RECORD": "MultiRecord", "SINGLE_RECORD": "SingleRecord"}
+_batch_strategy_instance = _data.get_batch_strategy_instance
+
+
+def _batch_strategy_instance_any_spelling(strategy: str, splitter: Any) -> Any:
+    return _batch_strategy_instance(_STRATEGY_SPELLINGS.get(strategy, strategy), splitter)
+
+
+_data.get_batch_strategy_instance = _batch_strategy_instance_any_spelling
+
+
+# `Transformer.transform(wait=True, logs=True)` (the defaults) calls logs_for_transform_job, which
+# LocalSession does not override (it does logs_for_job and logs_for_processing_job): CloudWatch is asked
+# for the logs after the output is written, and the job ends in a connection error offline (or with
+# someone else's credentials). Local mode's transform is synchronous and its container logged to stdout.
+def _no_transform_logs(self, job_name, wait=False, poll=10):
+    """Local mode: the transform job has finished and its container's log went to stdout."""
+
+
+LocalSession.logs_for_transform_job = _no_transform_logs
+
+# `Model(entry_point=..., source_dir=..., model_data="file://...")` with local code: the SDK repacks the
+# code into the user's own model.tar.gz, in place (model.Model._upload_code: repacked_model_data =
+# model_data), although the container never reads that copy: local mode mounts source_dir at
+# /opt/ml/code and points SAGEMAKER_SUBMIT_DIRECTORY there. The in-place repack is skipped; the
+# archive is left as the user made it. A repack to another location (AWS, s3://) runs as before.
+_repack_model = sagemaker.utils.repack_model
+
+
+def _repack_model_unless_in_place(*args: Any, **kwargs: Any) -> Any:
+    names = ("inference_script", "source_directory", "dependencies", "model_uri", "repacked_model_uri")
+    given = {**dict(zip(names, args, strict=False)), **kwargs}
+    model_uri, repacked_uri = given.get("model_uri"), given.get("repacked_model_uri")
+    if isinstance(model_uri, str) and model_uri.startswith("file://") and model_uri == repacked_uri:
+        log.info("local code: %s is not repacked (source_dir %s is mounted at /opt/ml/code)", model_uri,
+                 given.get("source_directory"))
+        return None
+    return _repack_model(*args, **kwargs)
+
+
+sagemaker.utils.repack_model = _repack_model_unless_in_place
+
+
+class TrainingJobFailed(RuntimeError):
+    """A local training job failed. The message carries every host's /opt/ml/output/failure (the job's
+    FailureReason on SageMaker), not only docker-compose's exit code; ``reasons`` maps host -> text."""
+
+    def __init__(self, job_name: str, reasons: dict[str, str], compose_error: str) -> None:
+        self.job_name = job_name
+        self.reasons = reasons
+        self.reason = "; ".join(f"{host}: {text}" if len(reasons) > 1 else text for host, text in reasons.items())
+        super().__init__(f"training job {job_name} failed: {self.reason} ({compose_error})")
+
+
+def failure_reasons(container_root: str | Path | None, hosts: list[str]) -> dict[str, str]:
+    """host -> the text of its /opt/ml/output/failure (hosts that wrote none are left out)."""
+    reasons = {}
+    for host in sorted(hosts or []):
+        path = Path(container_root or "") / host / "output" / "failure"
+        with suppress(OSError):
+            text = path.read_text(errors="replace").strip()
+            if text:
+                reasons[host] = text[:4096]
+    return reasons
+
+
+_container_train = _image._SageMakerContainer.train
+_retrieve_artifacts = _image._SageMakerContainer.retrieve_artifacts
+
+
+def _retrieve_artifacts_keeping_failures(self, compose_data, output_data_config, job_name):
+    # Runs after the containers exit, failed or not; the hosts' folders are gone once it returns.
+    self.smkit_failure_reasons = failure_reasons(getattr(self, "container_root", None), getattr(self, "hosts", []))
+    return _retrieve_artifacts(self, compose_data, output_data_config, job_name)
+
+
+def _train_with_failure_reason(self, input_data_config, output_data_config, hyperparameters, environment,
+                               job_name):
+    self.smkit_failure_reasons = {}
+    try:
+        return _container_train(self, input_data_config, output_data_config, hyperparameters, environment,
+                                job_name)
+    except RuntimeError as exc:
+        if not self.smkit_failure_reasons:
+            raise
+        raise TrainingJobFailed(job_name, self.smkit_failure_reasons, str(exc)) from exc
+
+
+_image._SageMakerContainer.retrieve_artifacts = _retrieve_artifacts_keeping_failures
+_image._SageMakerContainer.train = _train_with_failure_reason
+
+
 # -- the session ---------------------------------------------------------------------------------------
 
 class OfflineRuntimeClient(LocalSagemakerRuntimeClient):
@@ -241,6 +350,8 @@ class OfflineRuntimeClient(LocalSagemakerRuntimeClient):
         self._endpoint_ports = endpoint_ports
         super().__init__(config)
         self.http = urllib3.PoolManager(maxsize=8, retries=False)
+        # Set by the client for the length of a transform job with AssembleWith=Line (see invoke_endpoint).
+        self.transform_assembles_lines = False
 
     def invoke_endpoint(self, Body, EndpointName, ContentType=None, Accept=None, CustomAttributes=None,
                         TargetModel=None, TargetVariant=None, InferenceId=None):
@@ -262,7 +373,16 @@ class OfflineRuntimeClient(LocalSagemakerRuntimeClient):
                                                            f"with message \"{message}\"."},
                 "OriginalStatusCode": response.status, "OriginalMessage": message,
                 "ResponseMetadata": {"HTTPStatusCode": 424}}, "InvokeEndpoint")
-        return {"Body": response, "ContentType": response.headers.get("Content-Type", Accept)}
+        content_type = response.headers.get("Content-Type", Accept)
+        if EndpointName == "" and self.transform_assembles_lines:
+            # Local mode's AssembleWith=Line writes b"\n" after every response, also after one that ends
+            # its last line already (every CSV/JSON Lines answer of ours): a blank line between
+            # mini-batches. One final newline is left to local mode, so each line ends exactly once,
+            # as local_test.pipeline's transform job writes them.
+            data = response.read()
+            response.release_conn()
+            return {"Body": io.BytesIO(data.removesuffix(b"\n")), "ContentType": content_type}
+        return {"Body": response, "ContentType": content_type}
 
 
 def require_local_image(image: str) -> None:
@@ -343,13 +463,16 @@ class OfflineSagemakerClient(LocalSagemakerClient):
     def create_transform_job(self, TransformJobName, ModelName, TransformInput, TransformOutput,
                              TransformResources, **kwargs):
         self._require_model_images(ModelName)
+        runtime = self.sagemaker_session.sagemaker_runtime_client
         with self._lock:
             self._on_free_port()
             self.sagemaker_session.transform_jobs.add(TransformJobName)
+            runtime.transform_assembles_lines = (TransformOutput or {}).get("AssembleWith") == "Line"
             try:
                 super().create_transform_job(TransformJobName, ModelName, TransformInput, TransformOutput,
                                              TransformResources, **kwargs)
             finally:
+                runtime.transform_assembles_lines = False
                 job = LocalSagemakerClient._transform_jobs.get(TransformJobName)
                 container = getattr(job, "container", None)  # a _SageMakerContainer
                 compose = getattr(container, "container", None)

@@ -31,7 +31,14 @@ from sagemaker.predictor import Predictor
 from sagemaker.serializers import IdentitySerializer
 from sagemaker.utils import base_name_from_image, name_from_base
 
-from local_test.sagemaker_local import ROLE, OfflineLocalSession, OfflineViolation, endpoint, offline_local_mode
+from local_test.sagemaker_local import (
+    ROLE,
+    OfflineLocalSession,
+    OfflineViolation,
+    TrainingJobFailed,
+    endpoint,
+    offline_local_mode,
+)
 
 __all__ = ["TrainingFailed", "deploy", "endpoint", "extract_model", "fit", "model_files", "offline_local_mode",
            "predict", "read_csv_rows", "transform", "transform_output"]
@@ -120,6 +127,8 @@ def fit(session: OfflineLocalSession, image: str, hyperparameters: Mapping[str, 
         estimator.fit(inputs, job_name=job_name, wait=True, logs="All")
     except OfflineViolation:
         raise
+    except TrainingJobFailed as exc:
+        raise TrainingFailed(str(exc), exc.reason, output) from exc
     except RuntimeError as exc:
         reason = _failure_reason(output)
         raise TrainingFailed(f"training job {job_name} failed: {reason or exc}", reason, output) from exc
@@ -176,19 +185,19 @@ def predict(predictor: Predictor, body: bytes | str, content_type: str | None = 
 
 def transform(session: OfflineLocalSession, image: str, model_data: str | Path, input_path: Path | str,
               output_path: Path | str, content_type: str, accept: str, env: Mapping[str, str] | None = None, *,
-              split_type: str | None = "Line", assemble_with: str | None = "Line", strategy: str = "MultiRecord",
+              split_type: str | None = "Line", assemble_with: str | None = "Line", strategy: str | None = "MultiRecord",
               max_payload_mb: int | None = None) -> Path:
     """``Model(image, model_data).transformer(...).transform(input)``: SageMaker batch transform in
     local mode. Every input file ``f`` gives ``output_path/f.out``; with ``assemble_with="Line"`` the
-    SDK adds a newline after every response. A record the container refuses fails the job
-    (ClientError). Returns the output folder."""
+    SDK adds a newline after every response. ``None`` for ``split_type``, ``assemble_with`` or
+    ``strategy`` is the SDK's own default (the container's /execution-parameters for the strategy). A
+    record the container refuses fails the job (ClientError). Returns the output folder."""
     output = local_path(output_path)
     output.mkdir(parents=True, exist_ok=True)
     transformer = _model(session, image, model_data, env).transformer(
         instance_count=1, instance_type=INSTANCE_TYPE, strategy=strategy, assemble_with=assemble_with,
         output_path=file_uri(output), accept=accept, max_payload=max_payload_mb)
-    transformer.transform(file_uri(input_path), content_type=content_type, split_type=split_type, wait=True,
-                          logs=False)
+    transformer.transform(file_uri(input_path), content_type=content_type, split_type=split_type)  # wait, logs
     return output
 
 

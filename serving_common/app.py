@@ -178,12 +178,28 @@ class InferenceApp:
         return False
 
     def _execution_parameters(self) -> bytes:
+        """Batch transform asks this only for what the job did not set itself.
+
+        ``BatchStrategy`` is left out unless ``SAGEMAKER_BATCH_STRATEGY`` sets one, because the two
+        clients disagree on its spelling and leaving it out gives MULTI_RECORD in both:
+        - AWS ("Use Your Own Inference Code with Batch Transform", How Containers Serve Requests):
+          possible values ``SINGLE_RECORD``, ``MULTI_RECORD``; a container that does not answer gets
+          the default ``MULTI_RECORD``. AWS's own containers answer in that spelling
+          (sagemaker-xgboost-container ``algorithm_mode/serve.py``: ``"MULTI_RECORD"``;
+          sagemaker-sparkml-serving-container ``ServingController``: ``"SINGLE_RECORD"``); none answers
+          ``MultiRecord``, the CreateTransformJob API's spelling, so that one is unproven on AWS.
+        - SDK 2.x local mode (``sagemaker/local/entities.py`` ``_LocalTransformJob.start`` ->
+          ``local/data.py`` ``get_batch_strategy_instance``) accepts only ``MultiRecord``/``SingleRecord``
+          and raises ValueError on ``MULTI_RECORD``; without the key it applies ``MultiRecord``.
+        A strategy set explicitly (e.g. a model's environment asking for ``SINGLE_RECORD``) is answered
+        in AWS's spelling; ``local_test.sagemaker_local`` makes local mode read that spelling too.
+        """
         settings = self.settings
-        return orjson.dumps({
-            "MaxConcurrentTransforms": settings.max_concurrent_transforms or settings.workers,
-            "BatchStrategy": settings.batch_strategy,
-            "MaxPayloadInMB": math.ceil(settings.max_payload_mb),  # SageMaker takes whole MB
-        })
+        parameters: dict[str, Any] = {"MaxConcurrentTransforms": settings.max_concurrent_transforms or settings.workers}
+        if settings.batch_strategy:
+            parameters["BatchStrategy"] = settings.batch_strategy
+        parameters["MaxPayloadInMB"] = math.ceil(settings.max_payload_mb)  # SageMaker takes whole MB
+        return orjson.dumps(parameters)
 
     def _request_id(self, headers: list[tuple[bytes, bytes]]) -> str:
         given = _header(headers, b"x-amzn-requestid") or _header(headers, b"x-request-id")

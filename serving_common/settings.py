@@ -94,11 +94,16 @@ def _port_range(env: Mapping[str, str]) -> tuple[int, int] | None:
     return low, high
 
 
-def _batch_strategy(env: Mapping[str, str]) -> str:
-    raw = env.get(BATCH_STRATEGY, "").strip().upper() or "MULTI_RECORD"
-    if raw not in ("MULTI_RECORD", "SINGLE_RECORD"):
+def _batch_strategy(env: Mapping[str, str]) -> str | None:
+    """``SAGEMAKER_BATCH_STRATEGY`` in AWS's container spelling (``MULTI_RECORD``/``SINGLE_RECORD``), or None
+    when unset. The CreateTransformJob API spelling (``MultiRecord``) is accepted too."""
+    raw = env.get(BATCH_STRATEGY, "").strip()
+    if not raw:
+        return None
+    strategy = {"MULTIRECORD": "MULTI_RECORD", "SINGLERECORD": "SINGLE_RECORD"}.get(raw.upper().replace("_", ""))
+    if strategy is None:
         raise SettingsError(f"{BATCH_STRATEGY}={raw!r} is not MULTI_RECORD or SINGLE_RECORD")
-    return raw
+    return strategy
 
 
 def _log_level(env: Mapping[str, str]) -> str:
@@ -126,7 +131,7 @@ class Settings:
     program: str = DEFAULT_PROGRAM
     submit_directory: Path | None = None
     batch: bool = False
-    batch_strategy: str = "MULTI_RECORD"
+    batch_strategy: str | None = None  # None: not set (batch transform's default, MULTI_RECORD, applies)
     max_concurrent_transforms: int | None = None
     multi_model: bool = False
     safe_port_range: tuple[int, int] | None = None

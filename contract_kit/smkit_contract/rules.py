@@ -113,7 +113,8 @@ _RULES = [
          "(MaxConcurrentTransforms, BatchStrategy, MaxPayloadInMB)",
          "Batch transform calls it first and uses the answer to size requests; a malformed answer fails the "
          "transform job.", "Either answer 404, or 200 with "
-         "{\"MaxConcurrentTransforms\": n, \"BatchStrategy\": \"MULTI_RECORD\", \"MaxPayloadInMB\": m}."),
+         "{\"MaxConcurrentTransforms\": n, \"BatchStrategy\": \"MULTI_RECORD\", \"MaxPayloadInMB\": m} "
+         "(BatchStrategy may be left out: MULTI_RECORD applies, and SDK local mode reads only MultiRecord)."),
     Rule("multi-model.api", SAGEMAKER, "the image labelled multi-models=true serves the multi-model API "
          "(start empty, POST/GET/DELETE /models, /models/{name}/invoke, 409, 404)",
          "A multi-model endpoint starts the container with SAGEMAKER_MULTI_MODEL=true and no model, then "
@@ -156,7 +157,7 @@ _RULES = [
          "Use Settings.default_accept for a missing or wildcard Accept."),
     Rule("smkit.execution-parameters", SMKIT, "/execution-parameters answers the configured workers and limit",
          "Local mode and batch transform size their requests from it.",
-         "Serve it from serving_common (workers, MULTI_RECORD, SAGEMAKER_MAX_PAYLOAD_IN_MB)."),
+         "Serve it from serving_common (workers, SAGEMAKER_MAX_PAYLOAD_IN_MB; no BatchStrategy unless set)."),
     Rule("smkit.unprivileged-workers", SMKIT, "PID 1 runs as root, every request-handling process as a "
          "non-root user", "SageMaker starts containers as root; a compromised worker should not be root.",
          "Set SMKIT_WORKER_USER (the images create the `model` account)."),

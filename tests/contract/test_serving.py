@@ -95,7 +95,8 @@ def test_payload_limit_is_413(server, descriptor, model_dir):
 def test_execution_parameters(server):
     response = requests.get(f"{server.url}/execution-parameters", timeout=5)
     assert response.status_code == 200
-    assert response.json() == {"MaxConcurrentTransforms": 2, "BatchStrategy": "MULTI_RECORD", "MaxPayloadInMB": 1}
+    # No BatchStrategy unless SAGEMAKER_BATCH_STRATEGY sets one (serving_common/app.py says why).
+    assert response.json() == {"MaxConcurrentTransforms": 2, "MaxPayloadInMB": 1}
 
 
 def test_hundreds_of_parallel_requests_are_all_answered(server, descriptor, model_dir):

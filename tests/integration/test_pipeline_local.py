@@ -146,7 +146,8 @@ def test_an_accept_only_the_last_stage_refuses_is_its_406(endpoint):
 def test_ping_and_execution_parameters(endpoint):
     assert requests.get(f"{endpoint}/ping", timeout=5).status_code == 200
     parameters = requests.get(f"{endpoint}/execution-parameters", timeout=5).json()
-    assert parameters["BatchStrategy"] == "MULTI_RECORD"
+    assert "MaxPayloadInMB" in parameters
+    assert "BatchStrategy" not in parameters  # unset: AWS and SDK local mode both apply MULTI_RECORD
 
 
 def test_all_containers_share_one_network_namespace_and_one_published_port(docker, session, endpoint):

@@ -10,11 +10,16 @@ none happened.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import json
+import os
+import re
 import shutil
 import socket
+import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 
@@ -28,10 +33,27 @@ import requests
 import sagemaker.telemetry.telemetry_logging as telemetry_logging
 import xgboost
 from botocore.exceptions import ClientError
+from sagemaker.deserializers import BytesDeserializer
+from sagemaker.estimator import Estimator
+from sagemaker.local import LocalSession
+from sagemaker.local.local_session import LocalSagemakerClient, file_input
+from sagemaker.model import Model
+from sagemaker.predictor import Predictor
+from sagemaker.serializers import IdentitySerializer
 
 from local_test.docker_run import ROOT
 from local_test.orders import make_orders, write_jsonl
-from local_test.sagemaker_local import OfflineViolation, endpoint, offline_local_mode, sdk_containers
+from local_test.sagemaker_local import (
+    ROLE,
+    SDK_DEFAULTS_CONFIG,
+    OfflineViolation,
+    TrainingJobFailed,
+    endpoint,
+    free_port,
+    offline_local_mode,
+    remove_sdk_containers,
+    sdk_containers,
+)
 from local_test.sdk_flows import (
     TrainingFailed,
     deploy,
@@ -305,6 +327,159 @@ def test_a_failed_deploy_fails_fast_and_leaves_nothing_behind(image_of, xgboost_
 def test_an_image_missing_here_is_refused_not_pulled(session, tmp_path):
     with pytest.raises(OfflineViolation, match="not on this machine"):
         fit(session, "smkit-no-such-image:0.0.0", {}, {"train": tmp_path})
+
+
+def _labelled_table(output: Path, orders: list[dict], reference: FittedFeatures) -> np.ndarray:
+    """The transform's CSV, checked row by row: one line per order (no blank ones), label first, every line
+    full width."""
+    lines = transform_output(output).decode().splitlines()
+    widths = {len(line.split(",")) for line in lines}
+    assert len(lines) == len(orders) and widths == {1 + len(reference.output_columns)}, (len(lines), widths)
+    table = _csv(transform_output(output))
+    assert np.array_equal(table[:, 0], [order["default"] for order in orders])
+    return table
+
+
+def test_a_transform_of_several_batches_with_the_sdk_defaults_keeps_every_row(session, image_of, preprocess_model,
+                                                                               reference):
+    """Issue 12 point 1: no strategy, no assemble_with (the SDK's defaults), mini-batches of 1 MB: the
+    responses are written back to back, so each must end its own last line."""
+    orders = make_orders(9000, seed=5)
+    source = write_jsonl(orders, session.root / "data" / "several-batches" / "orders.jsonl")
+    assert source.stat().st_size > 2 * 1024 * 1024  # at least three requests of at most 1 MB
+    output = transform(session, image_of("preprocess"), preprocess_model, source.parent, session.root / "batches",
+                       JSONL, CSV, env={"SMKIT_OUTPUT_LABEL": "true"}, strategy=None, assemble_with=None,
+                       max_payload_mb=1)
+    table = _labelled_table(output, orders, reference)
+    np.testing.assert_allclose(table[:, 1:], reference.transform_records_sklearn(orders), rtol=0, atol=1e-6)
+
+
+def test_a_transform_with_every_sdk_default_through_the_offline_session(session, image_of, preprocess_model,
+                                                                        reference, train_orders):
+    """``model.transformer(1, "local", output_path=..., accept=...).transform(data, content_type=...)``:
+    no strategy (the container's /execution-parameters answers none: MultiRecord), no split (the whole
+    file is one request), no assemble_with, logs=True (no CloudWatch call afterwards)."""
+    source = write_jsonl(train_orders[:300], session.root / "data" / "defaults" / "orders.jsonl").parent
+    model = Model(image_uri=image_of("preprocess"), model_data=preprocess_model, role=ROLE,
+                  env={"SMKIT_OUTPUT_LABEL": "true"}, sagemaker_session=session)
+    output = session.root / "defaults-out"
+    transformer = model.transformer(instance_count=1, instance_type="local", output_path=f"file://{output}",
+                                    accept=CSV)
+    transformer.transform(f"file://{source}", content_type=JSONL)
+    job = session.sagemaker_client.describe_transform_job(TransformJobName=transformer.latest_transform_job.name)
+    assert job["TransformJobStatus"] == "Completed"
+    _labelled_table(output, train_orders[:300], reference)
+
+
+def test_a_strategy_the_model_sets_is_answered_in_aws_spelling_and_local_mode_reads_it(session, image_of,
+                                                                                     preprocess_model, reference,
+                                                                                     train_orders):
+    """The model's environment asks for SINGLE_RECORD; the job sets no strategy, so local mode takes the
+    container's answer (which the SDK alone would refuse: it knows only "SingleRecord")."""
+    orders = train_orders[:40]
+    source = write_jsonl(orders, session.root / "data" / "single" / "orders.jsonl").parent
+    output = transform(session, image_of("preprocess"), preprocess_model, source, session.root / "single-out",
+                       JSONL, CSV, env={"SMKIT_OUTPUT_LABEL": "true", "SAGEMAKER_BATCH_STRATEGY": "SINGLE_RECORD"},
+                       strategy=None)
+    name = max(LocalSagemakerClient._transform_jobs, key=lambda n: LocalSagemakerClient._transform_jobs[n].start_time)
+    assert LocalSagemakerClient._transform_jobs[name].batch_strategy == "SINGLE_RECORD"
+    _labelled_table(output, orders, reference)
+
+
+def test_a_plain_local_session_transforms_with_the_sdk_defaults(guard, tmp_path, image_of, preprocess_model,
+                                                                reference, train_orders):
+    """The SDK's own LocalSession (our module imported, nothing else of ours): the container's
+    /execution-parameters suits it, and the default logs=True asks CloudWatch for nothing."""
+    plain = LocalSession(sagemaker_config=SDK_DEFAULTS_CONFIG)  # telemetry off; offline env from the import
+    plain.config = {"local": {"local_code": True, "container_root": str(tmp_path / "root"),
+                              "serving_port": free_port()}}
+    (tmp_path / "root").mkdir()
+    source = write_jsonl(train_orders[:200], tmp_path / "in" / "orders.jsonl").parent
+    requests_before = len(guard.aws_requests) + len(guard.connections) + len(guard.lookups)
+    try:
+        model = Model(image_uri=image_of("preprocess"), model_data=preprocess_model, role=ROLE,
+                      env={"SMKIT_OUTPUT_LABEL": "true"}, sagemaker_session=plain)
+        model.transformer(instance_count=1, instance_type="local", output_path=f"file://{tmp_path / 'out'}",
+                          accept=CSV).transform(f"file://{source}", content_type=JSONL)
+    finally:
+        remove_sdk_containers(tmp_path / "root")
+    assert len(guard.aws_requests) + len(guard.connections) + len(guard.lookups) == requests_before
+    _labelled_table(tmp_path / "out", train_orders[:200], reference)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _path_of(uri: str) -> Path:
+    return Path(uri.removeprefix("file://"))
+
+
+def test_a_model_with_entry_point_and_source_dir_deploys_and_leaves_the_archive_alone(session, image_of,
+                                                                                     preprocess_model, tmp_path):
+    """Issue 12 point 5: no code_location; the SDK's in-place repack of the file:// archive is skipped
+    (the container reads the mounted source_dir), so the user's model.tar.gz is byte for byte unchanged."""
+    archive = tmp_path / "models" / "model.tar.gz"  # a folder of its own, world-readable as users' are:
+    archive.parent.mkdir()                           # local mode mounts (and extracts into) the archive's folder
+    shutil.copy(_path_of(preprocess_model), archive)
+    before = _sha256(archive)
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "inference.py").write_text(
+        "import json\n\n\ndef output_fn(prediction, accept):\n"
+        "    return json.dumps({'hooked': len(prediction)}), 'application/json'\n")
+    model = Model(entry_point="inference.py", source_dir=str(code), image_uri=image_of("preprocess"),
+                  model_data=f"file://{archive}", role=ROLE, sagemaker_session=session)
+    model.deploy(initial_instance_count=1, instance_type="local", endpoint_name="entry-point")
+    predictor = Predictor("entry-point", sagemaker_session=session, serializer=IdentitySerializer(JSONL),
+                          deserializer=BytesDeserializer())
+    with endpoint(predictor):
+        body = predictor.predict("\n".join(json.dumps(o) for o in _live_orders()[:3]).encode())
+    assert json.loads(body) == {"hooked": 3}  # the user's output_fn answered
+    assert _sha256(archive) == before
+    with tarfile.open(archive) as tar:
+        assert not any(name.startswith("code") for name in tar.getnames())
+
+
+def test_a_failed_training_job_raises_with_its_failure_reason(session, image_of, tmp_path):
+    """Issue 12 point 7: plain ``Estimator.fit`` in the offline session; the exception carries the text
+    of /opt/ml/output/failure, not only docker-compose's exit code."""
+    train = tmp_path / "train"
+    _numeric_csv(train / "part-0.csv", 50, seed=1)
+    estimator = Estimator(image_uri=image_of("xgboost"), role=ROLE, instance_count=1, instance_type="local",
+                          hyperparameters={"objective": "binary:logistic", "max_depth": "4"},  # no num_round
+                          output_path=f"file://{tmp_path / 'output'}", sagemaker_session=session)
+    with pytest.raises(TrainingJobFailed) as failed:
+        estimator.fit({"train": file_input(f"file://{train}", CSV)})
+    assert isinstance(failed.value, RuntimeError)  # what local mode raised before, now with the reason
+    assert "num_round" in failed.value.reason
+    assert failed.value.reason in str(failed.value) and "exited with code" in str(failed.value)
+    with tarfile.open(tmp_path / "output" / "output.tar.gz") as tar:
+        assert tar.extractfile("failure").read().decode().strip() == failed.value.reason
+
+
+def _readme_script() -> str:
+    """The README's script for users' own code: the python block after the quickstart marker."""
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"<!-- users-script -->\s*```python\n(.*?)```", readme, re.S)
+    assert block, "README.md lost its <!-- users-script --> block"
+    return block.group(1)
+
+
+def test_the_readme_script_runs_as_written_from_a_folder_outside_the_repository(tmp_path, image_of, train_orders):
+    """Issue 12 point 6: the README block, run by the venv's python from a temp folder with the package
+    installed (setup.sh: pip install -e local_test), only the image tag swapped for this build's."""
+    script = _readme_script().replace("smkit-preprocess:0.1.0", image_of("preprocess"))
+    (tmp_path / "my_job.py").write_text(script)
+    write_jsonl(train_orders[:400], tmp_path / "orders" / "orders.jsonl")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PYTHON"))}  # as a user's shell
+    result = subprocess.run([sys.executable, "my_job.py"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert not tmp_path.is_relative_to(ROOT)
+    lines = (tmp_path / "features" / "orders.jsonl.out").read_text().splitlines()
+    assert len(lines) == 400
+    assert [float(line.split(",")[0]) for line in lines] == [order["default"] for order in train_orders[:400]]
 
 
 def test_no_connection_left_the_machine(session, guard, preprocess_endpoint):

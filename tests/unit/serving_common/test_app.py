@@ -103,8 +103,8 @@ def test_execution_parameters(make_app, asgi_client):
     response = client.request("GET", "/execution-parameters")
     assert response.status == 200
     assert response.headers["content-type"] == "application/json"
-    assert orjson.loads(response.body) == {"MaxConcurrentTransforms": 3, "BatchStrategy": "MULTI_RECORD",
-                                           "MaxPayloadInMB": 20}
+    # No BatchStrategy unless one is set: AWS and SDK local mode then both apply MULTI_RECORD (app.py).
+    assert orjson.loads(response.body) == {"MaxConcurrentTransforms": 3, "MaxPayloadInMB": 20}
 
 
 def test_execution_parameters_defaults_follow_the_settings(make_app, asgi_client):

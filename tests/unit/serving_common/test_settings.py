@@ -22,7 +22,7 @@ def test_defaults_of_an_empty_environment():
     assert settings.program == "inference.py"
     assert settings.submit_directory is None
     assert settings.batch is False
-    assert settings.batch_strategy == "MULTI_RECORD"
+    assert settings.batch_strategy is None  # unset: /execution-parameters leaves it out
     assert settings.max_concurrent_transforms is None
     assert settings.multi_model is False
     assert settings.safe_port_range is None
@@ -107,8 +107,12 @@ def test_zero_concurrent_transforms_means_unset():
     assert Settings.from_env({"SAGEMAKER_MAX_CONCURRENT_TRANSFORMS": "0"}).max_concurrent_transforms is None
 
 
-def test_batch_strategy_is_normalised():
-    assert Settings.from_env({"SAGEMAKER_BATCH_STRATEGY": "single_record"}).batch_strategy == "SINGLE_RECORD"
+@pytest.mark.parametrize(("raw", "strategy"), [
+    ("single_record", "SINGLE_RECORD"), ("MULTI_RECORD", "MULTI_RECORD"),
+    ("SingleRecord", "SINGLE_RECORD"), ("MultiRecord", "MULTI_RECORD"),  # the CreateTransformJob spelling
+    (" ", None)])
+def test_batch_strategy_is_normalised_to_the_container_spelling(raw, strategy):
+    assert Settings.from_env({"SAGEMAKER_BATCH_STRATEGY": raw}).batch_strategy == strategy
 
 
 def test_file_url_submit_directory_is_a_local_path():
