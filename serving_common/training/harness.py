@@ -4,10 +4,12 @@ Any failure writes a short reason to ``/opt/ml/output/failure`` (SageMaker shows
 FailureReason) and exits non-zero. The model is written to a hidden staging folder and moved into
 ``/opt/ml/model`` only when training succeeded, so a failed job never leaves a half-written model.
 
-Why not sagemaker-training: it pulls boto3, paramiko, gevent and friends into every image (far past the
-image-size budget), installs ``requirements.txt`` at job start (offline jobs fail), and runs user
-scripts as subprocesses; our containers train built-in algorithms in-process. We keep its file layout
-and variable names.
+A job that names a program (``sagemaker_program`` / ``SAGEMAKER_PROGRAM``) runs the user's script
+instead (``script_runner``), with the ``SM_*`` environment and arguments sagemaker-training gives it, in
+every image whose container does not claim the hyperparameter for itself (preprocess: feature code).
+
+Why not sagemaker-training itself: it pulls boto3, paramiko, gevent and friends into every image (far past
+the image-size budget); ``script_environment`` reproduces its variables and the suite compares the two.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 from ..logs import configure_logging
 from .environment import TrainingEnvironment, resolve_base
 from .hyperparameters import Hyperparameter, parse
+from .script_runner import requested_program, run_script
 
 log = logging.getLogger("training")
 
@@ -88,10 +91,16 @@ def _publish(staging: Path, model_dir: Path) -> None:
     staging.rmdir()
 
 
-def run(train_fn: TrainFn, declared: Sequence[Hyperparameter], base: Path | None = None) -> int:
-    """Run one training job; returns the process exit code (0 success, 1 failure)."""
+def run(train_fn: TrainFn, declared: Sequence[Hyperparameter], base: Path | None = None,
+        user_scripts: bool = True) -> int:
+    """Run one training job; returns the process exit code (0 success, 1 failure).
+
+    With ``user_scripts`` (the default), a job that names a program runs it (script mode) instead of
+    ``train_fn``: never the built-in algorithm in its place."""
     configure_logging()
     base_dir = resolve_base(base)
+    if user_scripts and requested_program(base_dir) is not None:
+        return run_script(base_dir)
     staging: Path | None = None
     try:
         env = TrainingEnvironment.load(base_dir)

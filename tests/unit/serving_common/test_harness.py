@@ -32,7 +32,7 @@ def summing_train(job: TrainingJob) -> None:
 
 
 def test_success_publishes_the_model_and_removes_staging(opt_ml):
-    base = opt_ml(hyperparameters={"rounds": "3", "scale": '"2"', "sagemaker_program": '"x.py"'},
+    base = opt_ml(hyperparameters={"rounds": "3", "scale": '"2"', "sagemaker_region": '"eu-west-1"'},
                   channels={"train": {"a.csv": "1,2\n3,4\n", "b/c.csv": "10"}})
     assert run(summing_train, DECLARED, base=base) == 0
     assert model_files(base) == ["code", "code/inference.py", "model.json"]
