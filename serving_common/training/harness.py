@@ -27,6 +27,7 @@ from ..logs import configure_logging
 from .environment import TrainingEnvironment, resolve_base
 from .hyperparameters import Hyperparameter, parse
 from .script_runner import requested_program, run_script
+from .stop import STOP, StopRequested
 
 log = logging.getLogger("training")
 
@@ -66,6 +67,8 @@ TrainFn = Callable[[TrainingJob], None]
 
 def failure_reason(exc: BaseException) -> str:
     """What goes into the failure file: the message for expected errors, type and message otherwise."""
+    if isinstance(exc, StopRequested):
+        return str(exc)
     if isinstance(exc, (TrainingError, ValueError, FileNotFoundError)):
         return f"{type(exc).__name__}: {exc}"
     return f"AlgorithmError: {type(exc).__name__}: {exc}"
@@ -101,6 +104,11 @@ def run(train_fn: TrainFn, declared: Sequence[Hyperparameter], base: Path | None
     base_dir = resolve_base(base)
     if user_scripts and requested_program(base_dir) is not None:
         return run_script(base_dir)
+    with STOP.installed():  # SIGTERM stops the job (stop.py); training loops stop at their next round
+        return _train(train_fn, declared, base_dir)
+
+
+def _train(train_fn: TrainFn, declared: Sequence[Hyperparameter], base_dir: Path) -> int:
     staging: Path | None = None
     try:
         env = TrainingEnvironment.load(base_dir)
@@ -122,9 +130,12 @@ def run(train_fn: TrainFn, declared: Sequence[Hyperparameter], base: Path | None
     except BaseException as exc:  # every failure (SystemExit, Ctrl-C included) must reach the failure file
         reason = failure_reason(exc)
         log.error("TRAINING FAILED: %s", reason)
-        if not isinstance(exc, TrainingError | ValueError):
+        if not isinstance(exc, TrainingError | ValueError | StopRequested):
             traceback.print_exc(file=sys.stdout)
         _write_failure(base_dir, reason)
-        if staging is not None and staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+        if staging is not None:
+            # Every host's staging folder: SDK local mode shares /opt/ml/model, and a host that was lost
+            # cannot remove its own. The job has failed, so no host will publish from one.
+            for folder in staging.parent.glob(".staging-*"):
+                shutil.rmtree(folder, ignore_errors=True)
         return 1
