@@ -303,8 +303,10 @@ def run_script(base: Path | None = None) -> int:
             tail = _StderrTail(process.stderr)
             code = process.wait()
             stderr = tail.text()
-        except (ScriptError, UserCodeError, ValueError, OSError) as exc:
+        except Exception as exc:  # every failure before the script ran must reach the failure file
             reason = str(exc) if isinstance(exc, UserCodeError) else f"{type(exc).__name__}: {exc}"
+            if not isinstance(exc, (ScriptError, UserCodeError, ValueError)):
+                log.exception("unexpected error while preparing the user script")
             log.error("TRAINING FAILED: %s", reason)
             _write_once(failure, reason[:FAILURE_LIMIT])
             return 1

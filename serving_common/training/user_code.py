@@ -42,10 +42,27 @@ def _local_path(uri: str) -> Path | None:
     return None if "://" in path else Path(path)
 
 
+def _check_member(member: tarfile.TarInfo) -> None:
+    # By hand: tarfile's "data" filter needs Python 3.11.4; Debian bookworm's is 3.11.2.
+    parts = Path(member.name).parts
+    if member.name.startswith("/") or ".." in parts:
+        raise UserCodeError(f"the code archive holds {member.name!r}, a path outside the code folder")
+    if member.issym() or member.islnk():
+        link = Path(member.linkname)
+        if member.linkname.startswith("/") or ".." in (Path(member.name).parent / link).parts:
+            raise UserCodeError(f"the code archive holds a link {member.name!r} -> {member.linkname!r} that "
+                                "points outside the code folder")
+    elif not (member.isfile() or member.isdir()):
+        raise UserCodeError(f"the code archive holds {member.name!r}, which is neither a file nor a folder")
+
+
 def _extract(archive: Path, target: Path) -> None:
     try:
         with tarfile.open(archive, "r:*") as tar:
-            tar.extractall(target, filter="data")  # refuses absolute paths, '..' and device files
+            members = tar.getmembers()
+            for member in members:
+                _check_member(member)
+            tar.extractall(target, members=members)
     except (tarfile.TarError, OSError) as exc:
         raise UserCodeError(f"cannot extract the code archive {archive.name}: {exc}") from None
 

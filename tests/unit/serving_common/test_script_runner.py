@@ -271,9 +271,16 @@ def test_code_that_cannot_be_fetched_fails_clearly(tmp_path):
     with pytest.raises(UserCodeError, match="no training code"):
         fetch(tmp_path / "c", None, None)
     evil = _tarball(tmp_path / "evil.tar.gz", {"../escaped.py": "x"})
-    with pytest.raises(UserCodeError, match="cannot extract"):
+    with pytest.raises(UserCodeError, match="outside the code folder"):
         fetch(tmp_path / "d" / "code", str(evil), None)
     assert not (tmp_path / "d" / "escaped.py").exists()
+    linked = tmp_path / "linked.tar.gz"
+    with tarfile.open(linked, "w:gz") as tar:
+        info = tarfile.TarInfo("passwd")
+        info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        tar.addfile(info)
+    with pytest.raises(UserCodeError, match="points outside"):
+        fetch(tmp_path / "e" / "code", str(linked), None)
 
 
 # -- requirements.txt ---------------------------------------------------------------------------------------------
