@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import socket
 import threading
 import time
@@ -30,7 +31,8 @@ log = logging.getLogger("xgboost_container")
 TRACKER_PORT = 9099
 PROBE_PORT = 9098  # every host listens here while in the collective (see _PeerProbe)
 PROBE_TIMEOUT_S = 2.0
-PROBE_ATTEMPTS = 2
+PROBE_ATTEMPTS = 4
+PROBE_INTERVAL_S = 0.4
 BOOTSTRAP_TIMEOUT_S = 900
 CONNECT_RETRIES = 180
 # A host that dies without its TCP connections being reset (a killed container, a lost instance) would leave
@@ -86,13 +88,19 @@ class _PeerProbe:
 
 
 def _answers(host: str) -> bool:
-    for _ in range(PROBE_ATTEMPTS):
+    """True if ``host`` answers every probe over about a second. A refused connection, an unknown name or
+    a timeout is proof enough that it is gone; one answer is not (a killed host may take a moment to
+    die, and the kernel completes connections for a live listener however busy the process is)."""
+    for attempt in range(PROBE_ATTEMPTS):
+        if attempt:
+            time.sleep(PROBE_INTERVAL_S)
         try:
             with socket.create_connection((host, PROBE_PORT), timeout=PROBE_TIMEOUT_S):
-                return True
-        except OSError:
-            time.sleep(0.3)
-    return False
+                pass
+        except OSError as exc:
+            log.info("host %s does not answer on port %d: %s", host, PROBE_PORT, exc)
+            return False
+    return True
 
 
 def lost_hosts(env: TrainingEnvironment) -> list[str]:
@@ -103,11 +111,14 @@ def lost_hosts(env: TrainingEnvironment) -> list[str]:
     return [host for host, answered in zip(others, answers, strict=True) if not answered]
 
 
+_NATIVE_NOISE = re.compile(r"\[[^\]]*\d\d:\d\d:\d\d\]:?|\S+\.(?:cc|h|cuh|cu):\d+:")
+
+
 def native_message(exc: BaseException) -> str:
-    """The first line of XGBoost's error, without its native stack trace."""
-    text = str(exc).split("Stack trace:")[0]
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return " ".join(lines)[:300] or type(exc).__name__
+    """XGBoost's error in one line: no native stack trace, source locations or time stamps."""
+    text = _NATIVE_NOISE.sub("", str(exc).split("Stack trace:")[0])
+    parts = [part.strip(" -\n") for part in text.splitlines()]
+    return " ".join(part for part in parts if part)[:300] or type(exc).__name__
 
 
 def set_phase(phase: str) -> None:
