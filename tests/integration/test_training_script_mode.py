@@ -106,7 +106,7 @@ def stop(signum, frame):
     print("saved a checkpoint on SIGTERM", file=sys.stderr)
     sys.exit(143)
 signal.signal(signal.SIGTERM, stop)
-print("training", flush=True)
+print("USER-SCRIPT-READY", flush=True)
 while True:
     time.sleep(0.1)
 """
@@ -119,7 +119,7 @@ def test_sigterm_reaches_the_users_script(docker, image_of, tmp_path):
                                       volumes={str(opt_ml.root): {"bind": "/opt/ml", "mode": "rw"}})
     try:
         deadline = time.monotonic() + 60
-        while b"training" not in container.logs():
+        while b"USER-SCRIPT-READY" not in container.logs():
             assert time.monotonic() < deadline, container.logs().decode()
             time.sleep(0.2)
         container.kill(signal="SIGTERM")
