@@ -252,7 +252,7 @@ def test_sigterm_stops_at_the_next_round_with_a_checkpoint(opt_ml):
     import signal
     import threading
 
-    base = opt_ml(hyperparameters={"num_round": "100000", "checkpoint_frequency": "1000", **FAST},
+    base = opt_ml(hyperparameters={"num_round": "100000", "checkpoint_frequency": "99999", **FAST},
                   channels={"train": {"a.csv": csv_text(regression_table(300))}})
     timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGTERM))  # StopTrainingJob, mid-training
     timer.start()
@@ -265,4 +265,8 @@ def test_sigterm_stops_at_the_next_round_with_a_checkpoint(opt_ml):
     rounds = int(re.search(r"stopped after round (\d+)", reason).group(1))
     assert 0 < rounds < 100000
     assert checkpoints(base) == [f"xgboost-checkpoint.{rounds}"]  # written at the stop, not at the frequency
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        saved = xgboost.Booster(model_file=str(base / "checkpoints" / f"xgboost-checkpoint.{rounds}"))
+    assert saved.num_boosted_rounds() == rounds
     assert not any((base / "model").iterdir())  # no model, no staging folder
