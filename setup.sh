@@ -8,8 +8,9 @@ cd "$(dirname "$0")"
 log() { echo "[setup] $*"; }
 
 # docker.io: the engine; debootstrap: the base image; docker-registry: the push test's local registry;
-# wrk/httperf: the benchmarks' load generators; docker-compose: the SageMaker SDK's local mode.
-PACKAGES=(docker.io debootstrap docker-registry wrk httperf docker-compose)
+# wrk/httperf: the benchmarks' load generators; docker-compose: the SageMaker SDK's local mode;
+# build-essential/python3-dev: sagemaker-training's C extension (dev venv only, for the golden tests).
+PACKAGES=(docker.io debootstrap docker-registry wrk httperf docker-compose build-essential python3-dev)
 missing=()
 for package in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

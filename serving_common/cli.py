@@ -21,6 +21,9 @@ class Container:
     hyperparameters: Sequence[Hyperparameter] = ()
     #: serves multi-model endpoints (SAGEMAKER_MULTI_MODEL=true); other containers refuse to start so.
     multi_model: bool = False
+    #: ``train`` with ``sagemaker_program`` runs the user's script (script mode). False only for a container
+    #: that gives the hyperparameter its own meaning (preprocess: the feature-code module).
+    runs_user_scripts: bool = True
 
 
 USAGE = "usage: {name} serve | train | hyperparameters"
@@ -38,7 +41,7 @@ def main(container: Container, argv: Sequence[str] | None = None) -> int:
         if container.train_fn is None:
             print(f"{container.name} has no training; it only serves", file=sys.stderr)
             return 2
-        return run(container.train_fn, container.hyperparameters)
+        return run(container.train_fn, container.hyperparameters, user_scripts=container.runs_user_scripts)
     if command == "hyperparameters":
         print(describe(container.hyperparameters))
         return 0

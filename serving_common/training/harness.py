@@ -4,10 +4,12 @@ Any failure writes a short reason to ``/opt/ml/output/failure`` (SageMaker shows
 FailureReason) and exits non-zero. The model is written to a hidden staging folder and moved into
 ``/opt/ml/model`` only when training succeeded, so a failed job never leaves a half-written model.
 
-Why not sagemaker-training: it pulls boto3, paramiko, gevent and friends into every image (far past the
-image-size budget), installs ``requirements.txt`` at job start (offline jobs fail), and runs user
-scripts as subprocesses; our containers train built-in algorithms in-process. We keep its file layout
-and variable names.
+A job that names a program (``sagemaker_program`` / ``SAGEMAKER_PROGRAM``) runs the user's script
+instead (``script_runner``), with the ``SM_*`` environment and arguments sagemaker-training gives it, in
+every image whose container does not claim the hyperparameter for itself (preprocess: feature code).
+
+Why not sagemaker-training itself: it pulls boto3, paramiko, gevent and friends into every image (far past
+the image-size budget); ``script_environment`` reproduces its variables and the suite compares the two.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from typing import Any
 from ..logs import configure_logging
 from .environment import TrainingEnvironment, resolve_base
 from .hyperparameters import Hyperparameter, parse
+from .script_runner import requested_program, run_script
+from .stop import STOP, StopRequested
 
 log = logging.getLogger("training")
 
@@ -63,6 +67,8 @@ TrainFn = Callable[[TrainingJob], None]
 
 def failure_reason(exc: BaseException) -> str:
     """What goes into the failure file: the message for expected errors, type and message otherwise."""
+    if isinstance(exc, StopRequested):
+        return str(exc)
     if isinstance(exc, (TrainingError, ValueError, FileNotFoundError)):
         return f"{type(exc).__name__}: {exc}"
     return f"AlgorithmError: {type(exc).__name__}: {exc}"
@@ -88,10 +94,21 @@ def _publish(staging: Path, model_dir: Path) -> None:
     staging.rmdir()
 
 
-def run(train_fn: TrainFn, declared: Sequence[Hyperparameter], base: Path | None = None) -> int:
-    """Run one training job; returns the process exit code (0 success, 1 failure)."""
+def run(train_fn: TrainFn, declared: Sequence[Hyperparameter], base: Path | None = None,
+        user_scripts: bool = True) -> int:
+    """Run one training job; returns the process exit code (0 success, 1 failure).
+
+    With ``user_scripts`` (the default), a job that names a program runs it (script mode) instead of
+    ``train_fn``: never the built-in algorithm in its place."""
     configure_logging()
     base_dir = resolve_base(base)
+    if user_scripts and requested_program(base_dir) is not None:
+        return run_script(base_dir)
+    with STOP.installed():  # SIGTERM stops the job (stop.py); training loops stop at their next round
+        return _train(train_fn, declared, base_dir)
+
+
+def _train(train_fn: TrainFn, declared: Sequence[Hyperparameter], base_dir: Path) -> int:
     staging: Path | None = None
     try:
         env = TrainingEnvironment.load(base_dir)
@@ -113,9 +130,12 @@ def run(train_fn: TrainFn, declared: Sequence[Hyperparameter], base: Path | None
     except BaseException as exc:  # every failure (SystemExit, Ctrl-C included) must reach the failure file
         reason = failure_reason(exc)
         log.error("TRAINING FAILED: %s", reason)
-        if not isinstance(exc, TrainingError | ValueError):
+        if not isinstance(exc, TrainingError | ValueError | StopRequested):
             traceback.print_exc(file=sys.stdout)
         _write_failure(base_dir, reason)
-        if staging is not None and staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+        if staging is not None:
+            # Every host's staging folder: SDK local mode shares /opt/ml/model, and a host that was lost
+            # cannot remove its own. The job has failed, so no host will publish from one.
+            for folder in staging.parent.glob(".staging-*"):
+                shutil.rmtree(folder, ignore_errors=True)
         return 1

@@ -23,7 +23,7 @@ def test_sdk_encoded_and_reserved_hyperparameters_are_accepted(docker, image, de
     opt_ml = _job(descriptor, tmp_path)
     opt_ml.hyperparameters = {
         **{name: json.dumps(value) for name, value in descriptor.hyperparameters.items()},  # as the SDK sends them
-        "sagemaker_program": json.dumps("train.py"),
+        "sagemaker_job_name": json.dumps("contract-job"),
         "sagemaker_container_log_level": "20",
         "_tuning_objective_metric": "validation:auc",
     }

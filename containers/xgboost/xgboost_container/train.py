@@ -8,14 +8,17 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import scipy.sparse
 import xgboost
+from xgboost import collective
 
 from serving_common.training.harness import TrainingError, TrainingJob
 from serving_common.training.metrics import log_metrics
+from serving_common.training.stop import STOP, StopRequested
 
 from .data import Dataset, load_channel
-from .distributed import barrier, collective_group
+from .distributed import barrier, collective_group, set_phase
 from .forest import FOREST_FILE, compile_forest
 from .hyperparameters import booster_params
 
@@ -51,16 +54,47 @@ class Checkpoints(xgboost.callback.TrainingCallback):
         self.write = write
 
     def after_iteration(self, model: xgboost.Booster, epoch: int, evals_log: Any) -> bool:
-        rounds = model.num_boosted_rounds()
-        if self.write and rounds % self.every == 0:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            target = self.directory / f"{CHECKPOINT_PREFIX}{rounds}"
-            temporary = self.directory / f".{target.name}.ubj"  # the suffix picks XGBoost's binary format
-            model.save_model(temporary)
-            os.replace(temporary, target)  # atomic: a job killed mid-write never leaves a torn checkpoint
-            for old in sorted(_checkpoints(self.directory))[:-2]:
-                old[1].unlink(missing_ok=True)
+        if model.num_boosted_rounds() % self.every == 0:
+            self.save(model)
         return False
+
+    def save(self, model: xgboost.Booster) -> Path | None:
+        """Write the checkpoint of the model's rounds now (leader only; None elsewhere)."""
+        if not self.write:
+            return None
+        self.directory.mkdir(parents=True, exist_ok=True)
+        target = self.directory / f"{CHECKPOINT_PREFIX}{model.num_boosted_rounds()}"
+        temporary = self.directory / f".{target.name}.ubj"  # the suffix picks XGBoost's binary format
+        model.save_model(temporary)
+        os.replace(temporary, target)  # atomic: a job killed mid-write never leaves a torn checkpoint
+        for old in sorted(_checkpoints(self.directory))[:-2]:
+            old[1].unlink(missing_ok=True)
+        return target
+
+
+class StopOnSignal(xgboost.callback.TrainingCallback):
+    """SIGTERM (StopTrainingJob, spot interruption): stop after the current round with a checkpoint.
+
+    Every host stops at the same round (one max-allreduce of the flag per round), so the leader's
+    checkpoint is complete; then the job fails with a failure file that says it was stopped.
+    """
+
+    def __init__(self, checkpoints: Checkpoints) -> None:
+        self.checkpoints = checkpoints
+
+    def after_iteration(self, model: xgboost.Booster, epoch: int, evals_log: Any) -> bool:
+        rounds = model.num_boosted_rounds()
+        set_phase(f"training round {rounds + 1}")
+        stop = STOP.received is not None
+        if collective.is_distributed():
+            stop = bool(collective.allreduce(np.array([int(stop)], dtype=np.int32), collective.Op.MAX)[0])
+            STOP.received = STOP.received or ("SIGTERM on another host" if stop else None)
+        if not stop:
+            return False
+        saved = self.checkpoints.save(model)
+        where = f"checkpoint {saved} written" if saved is not None else "the leader wrote the checkpoint"
+        raise StopRequested(STOP.message(f"stopped after round {rounds}; {where} (a job given the same "
+                                         "checkpoints resumes from it)"))
 
 
 def _checkpoints(directory: Path) -> list[tuple[int, Path]]:
@@ -127,6 +161,7 @@ def train(job: TrainingJob) -> None:
     fingerprint = _features_fingerprint(job)
     rank, hosts = env.host_rank, len(env.hosts)
     with collective_group(env):
+        set_phase("loading the data")
         train_data = load_channel(env.channel("train"), rank, hosts)
         if hosts == 1 and not train_data.rows:
             raise TrainingError("the train channel holds no rows")
@@ -143,12 +178,15 @@ def train(job: TrainingJob) -> None:
         if resumed is not None and done > hp["num_round"]:  # a checkpoint of a longer run: keep num_round
             log.info("the checkpoint has %d rounds; keeping the first %d (num_round)", done, hp["num_round"])
             resumed, done = resumed[: hp["num_round"]], hp["num_round"]
-        booster = xgboost.train(
-            params, dtrain, num_boost_round=hp["num_round"] - done, evals=evals,
-            early_stopping_rounds=hp["early_stopping_rounds"], xgb_model=resumed, verbose_eval=False,
-            callbacks=[MetricsLog(env.is_leader),
-                       Checkpoints(job.checkpoint_dir, hp["checkpoint_frequency"], env.is_leader)],
-        )
+        checkpoints = Checkpoints(job.checkpoint_dir, hp["checkpoint_frequency"], env.is_leader)
+        set_phase(f"training round {done + 1}")
+        with STOP.deferred():  # a SIGTERM now stops at the end of the round (StopOnSignal)
+            booster = xgboost.train(
+                params, dtrain, num_boost_round=hp["num_round"] - done, evals=evals,
+                early_stopping_rounds=hp["early_stopping_rounds"], xgb_model=resumed, verbose_eval=False,
+                callbacks=[MetricsLog(env.is_leader), checkpoints, StopOnSignal(checkpoints)],
+            )
+        set_phase("saving the model")
         best = booster.best_iteration if hp["early_stopping_rounds"] and booster.attr("best_iteration") else None
         if best is not None and best + 1 < booster.num_boosted_rounds():
             log.info("early stopping: keeping the best %d of %d rounds", best + 1, booster.num_boosted_rounds())
@@ -167,4 +205,5 @@ def train(job: TrainingJob) -> None:
             (job.model_dir / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
             log.info("saved %s (%d rounds, %d features)", MODEL_FILE, meta["rounds"], meta["num_features"])
             job.publish()
+        set_phase("the final barrier")
         barrier()  # no host leaves before the leader's model is in /opt/ml/model

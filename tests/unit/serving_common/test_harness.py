@@ -32,7 +32,7 @@ def summing_train(job: TrainingJob) -> None:
 
 
 def test_success_publishes_the_model_and_removes_staging(opt_ml):
-    base = opt_ml(hyperparameters={"rounds": "3", "scale": '"2"', "sagemaker_program": '"x.py"'},
+    base = opt_ml(hyperparameters={"rounds": "3", "scale": '"2"', "sagemaker_region": '"eu-west-1"'},
                   channels={"train": {"a.csv": "1,2\n3,4\n", "b/c.csv": "10"}})
     assert run(summing_train, DECLARED, base=base) == 0
     assert model_files(base) == ["code", "code/inference.py", "model.json"]
@@ -183,3 +183,39 @@ def test_publish_inside_training_moves_the_model_before_training_returns(opt_ml)
     assert run(train, DECLARED, base=base) == 0
     assert seen["after_publish"] == ["model.bin"]
     assert model_files(base) == ["model.bin"]
+
+
+def test_sigterm_outside_a_training_loop_stops_the_job_at_once(opt_ml):
+    import os
+    import signal
+
+    base = opt_ml(hyperparameters={"rounds": "1"})
+
+    def train(job: TrainingJob) -> None:
+        (job.model_dir / "partial").write_text("x")
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise AssertionError("not reached: the signal stops the job")
+
+    assert run(train, DECLARED, base=base) == 1
+    assert (base / "output" / "failure").read_text().startswith("Stopped: the job received SIGTERM")
+    assert model_files(base) == []
+
+
+def test_sigterm_in_a_deferred_section_waits_for_the_loops_safe_point(opt_ml):
+    import os
+    import signal
+
+    from serving_common.training.stop import STOP
+
+    base = opt_ml(hyperparameters={"rounds": "1"})
+    seen = []
+
+    def train(job: TrainingJob) -> None:
+        with STOP.deferred():
+            os.kill(os.getpid(), signal.SIGTERM)
+            seen.append(STOP.received)  # still running: the loop decides when to stop
+
+    assert run(train, DECLARED, base=base) == 1
+    assert seen == ["SIGTERM"]
+    assert "Stopped" in (base / "output" / "failure").read_text()
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the harness put the old handler back

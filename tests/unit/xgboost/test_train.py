@@ -245,3 +245,28 @@ def test_bad_data_fails_the_job_with_a_clear_reason(opt_ml, channels, reason):
     assert run(train, HYPERPARAMETERS, base=base) == 1
     assert failure(base).startswith(reason), failure(base)
     assert sorted(p.name for p in (base / "model").iterdir()) == []  # nothing half-written
+
+
+def test_sigterm_stops_at_the_next_round_with_a_checkpoint(opt_ml):
+    import os
+    import signal
+    import threading
+
+    base = opt_ml(hyperparameters={"num_round": "100000", "checkpoint_frequency": "99999", **FAST},
+                  channels={"train": {"a.csv": csv_text(regression_table(300))}})
+    timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGTERM))  # StopTrainingJob, mid-training
+    timer.start()
+    try:
+        assert run(train, HYPERPARAMETERS, base=base) == 1
+    finally:
+        timer.cancel()
+    reason = failure(base)
+    assert reason.startswith("Stopped: the job received SIGTERM"), reason
+    rounds = int(re.search(r"stopped after round (\d+)", reason).group(1))
+    assert 0 < rounds < 100000
+    assert checkpoints(base) == [f"xgboost-checkpoint.{rounds}"]  # written at the stop, not at the frequency
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        saved = xgboost.Booster(model_file=str(base / "checkpoints" / f"xgboost-checkpoint.{rounds}"))
+    assert saved.num_boosted_rounds() == rounds
+    assert not any((base / "model").iterdir())  # no model, no staging folder
