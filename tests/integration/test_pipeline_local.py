@@ -58,7 +58,7 @@ def reference(trained):
     """The fitted transform (scikit-learn path) and the booster, in-process: score(orders) -> scores."""
     features = FittedFeatures.load(trained.preprocess_dir)
     booster = xgboost.Booster()
-    booster.load_model(bytearray((trained.xgboost_dir / "xgboost-model").read_bytes()))
+    booster.load_model(bytearray((trained.xgboost_dir / "xgboost-model.ubj").read_bytes()))
     return lambda orders: booster.inplace_predict(features.transform_records_sklearn(orders))
 
 

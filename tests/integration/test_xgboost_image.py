@@ -28,7 +28,7 @@ def _numeric_csv(path: Path, rows: int, seed: int) -> np.ndarray:
 
 def _load(model_dir: Path) -> xgboost.Booster:
     booster = xgboost.Booster()
-    booster.load_model(bytearray((model_dir / "xgboost-model").read_bytes()))  # XGBoost's own format
+    booster.load_model(bytearray((model_dir / "xgboost-model.ubj").read_bytes()))  # XGBoost's own format
     return booster
 
 
@@ -144,4 +144,4 @@ def test_a_failing_host_fails_the_job(docker, image_of, tmp_path, failure):
                                    environment={"SMKIT_COLLECTIVE_TIMEOUT_S": "20"})
     assert worker.exit_code != 0
     assert leader.exit_code != 0, leader.logs  # the job fails instead of reporting success
-    assert not (leader.opt_ml.model_dir / "xgboost-model").exists()
+    assert not (leader.opt_ml.model_dir / "xgboost-model.ubj").exists()
