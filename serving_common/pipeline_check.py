@@ -104,15 +104,6 @@ def check_pair(producer: ModelFiles, consumer: ModelFiles) -> list[str]:
     width = producer.output_width()
     fingerprint = (producer.features or {}).get("fingerprint")
     for meta_name, meta in consumer.metas.items():
-        expected_width = meta.get("num_features")
-        if width is not None and isinstance(expected_width, int):
-            if expected_width != width[0]:
-                raise PipelineMismatchError(
-                    f"pipeline refused: {consumer.label} was trained on rows of {expected_width} features "
-                    f"({meta_name} num_features), but {producer.label} answers rows of {width[0]} ({width[1]}). "
-                    "Every request would fail: deploy the model behind the preprocess model it was trained "
-                    "with, or retrain it on this one's output.")
-            checked.append(f"width {expected_width}")
         expected = meta.get("features_fingerprint")
         if expected and fingerprint is not None:
             if expected != fingerprint:
@@ -122,6 +113,15 @@ def check_pair(producer: ModelFiles, consumer: ModelFiles) -> list[str]:
                     f"({FEATURES_FILE}). The model would score features it was not trained on: deploy it behind "
                     "the preprocess model it was trained with, or retrain it on this one's output.")
             checked.append(f"fingerprint {str(expected)[:12]}")
+        expected_width = meta.get("num_features")
+        if width is not None and isinstance(expected_width, int):
+            if expected_width != width[0]:
+                raise PipelineMismatchError(
+                    f"pipeline refused: {consumer.label} was trained on rows of {expected_width} features "
+                    f"({meta_name} num_features), but {producer.label} answers rows of {width[0]} ({width[1]}). "
+                    "Every request would fail: deploy the model behind the preprocess model it was trained "
+                    "with, or retrain it on this one's output.")
+            checked.append(f"width {expected_width}")
     return checked
 
 
