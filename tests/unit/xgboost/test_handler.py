@@ -247,7 +247,9 @@ def test_npy_output(regression_model):
     handler = XGBoostHandler()
     model = handler.load(regression_model)
     body = invoke(handler, model, csv_body(ROWS), CSV, NPY)
-    np.testing.assert_array_equal(np.load(io.BytesIO(body)), model.predict_dense(ROWS))
+    scores = np.load(io.BytesIO(body))
+    np.testing.assert_array_equal(scores, model.predict_dense(ROWS))
+    assert scores.dtype == np.float32 and scores.shape == (3,)  # XGBoost's own type (docs/formats.md)
 
 
 def test_softprob_rows(softprob_model):
