@@ -144,11 +144,9 @@ class RecordChecker:
     def check(self, record: Mapping[str, Any], index: int) -> None:
         """One flattened record (see :meth:`records`)."""
         get = record.get
-        missing = []
-        for name in self.inputs:
-            value = get(name)  # an object here is refused as the transform reads it, naming the field
-            if _missing(value):
-                missing.append(name)
+        # an object in an input field is refused as the transform reads it, naming the field
+        missing = [name for name in self.inputs if (value := get(name)) is None  # _missing, inlined (per record)
+                   or (value.__class__ is str and not value.strip()) or (value.__class__ is float and value != value)]
         for parent, names in self.objects.items():
             value = get(parent)
             if value is not None and value is not NESTED_OBJECT:
@@ -158,8 +156,10 @@ class RecordChecker:
             self._too_many_missing(record, index, missing)
         if self.rules.unknown_fields != "ignore":
             known = self.known
-            unknown = [name for name in record if name not in known and record[name] is not NESTED_OBJECT
-                       and not any(parent in self._input_set for parent in _ancestors(name))]  # inside a wrong value
+            unknown = [name for name in record if name not in known]
+            if unknown:  # rare: then leave out objects and what lies inside a wrong value (refused as read)
+                unknown = [name for name in unknown if record[name] is not NESTED_OBJECT
+                           and not any(parent in self._input_set for parent in _ancestors(name))]
             if unknown:
                 self._unknown(index, unknown)
 
