@@ -101,7 +101,7 @@ def flask_pipeline_app() -> Any:
 
     features = FittedFeatures.load(os.environ["BENCH_PREPROCESS_DIR"])
     booster = xgboost.Booster()
-    booster.load_model(bytearray((Path(os.environ["BENCH_XGBOOST_DIR"]) / "xgboost-model").read_bytes()))
+    booster.load_model(bytearray((Path(os.environ["BENCH_XGBOOST_DIR"]) / "xgboost-model.ubj").read_bytes()))
     booster.set_param({"nthread": 1})  # 2 sync workers on 2 cores
     app = Flask("pipeline")
 
@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         payload = Payload(body, "application/json", "text/csv")
         features = FittedFeatures.load(trained.preprocess_dir)
         booster = xgboost.Booster()
-        booster.load_model(bytearray((trained.xgboost_dir / "xgboost-model").read_bytes()))
+        booster.load_model(bytearray((trained.xgboost_dir / "xgboost-model.ubj").read_bytes()))
         expected = float(booster.inplace_predict(features.transform_records_sklearn([order]))[0])
 
         def pipeline_run(target: str, host_network: bool, front_env: dict[str, str] | None = None,

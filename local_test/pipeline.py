@@ -37,9 +37,11 @@ writes ``<file>.out`` into the output folder; ``AssembleWith=Line`` ends every a
 failed request fails the job with the stage's status and message; the containers are removed in every case.
 
 Before any container starts (at ``create_model``, so for ``deploy`` and ``transformer`` alike), a pipeline
-is refused with a ``PipelineMismatchError`` (a ValueError) when a model was trained on features other than
-the ones the model before it produces: the previous model's ``features.json`` ``fingerprint`` differs from
-the ``features_fingerprint`` recorded in the next model's ``*-meta.json`` (``xgboost-meta.json``).
+is refused with a ``PipelineMismatchError`` (a ValueError) when a model cannot read what the model before
+it answers: the width of the previous model's ``features.json`` ``output_columns`` differs from the
+``num_features`` recorded in the next model's ``*-meta.json`` (``xgboost-meta.json``), or its
+``fingerprint`` from the ``features_fingerprint`` recorded there (``serving_common.pipeline_check``, which
+users run on their archives before deploying to AWS).
 
 Only ``file://`` (or plain path) model data, inputs and outputs: nothing here talks to AWS.
 """
@@ -48,7 +50,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import fnmatch
 import json
 import logging
 import os
@@ -79,6 +80,13 @@ from local_test.sagemaker_local import (
     OfflineLocalSession,
     OfflineSagemakerClient,
 )
+from serving_common.pipeline_check import (  # noqa: F401  (PipelineMismatchError: raised from here too)
+    META_PATTERN,
+    ModelFiles,
+    PipelineMismatchError,
+    check_pipeline,
+    read_json_files,
+)
 
 log = logging.getLogger("local_test.pipeline")
 
@@ -86,11 +94,6 @@ FRONT_PORT = 8080  # the front inside the namespace; stage i listens on FRONT_PO
 FRONT_COMMAND = ["python3", "-m", "serving_common.pipeline"]  # the images put their venv first on PATH
 STAGE_ACCEPT = "text/csv"  # SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT of every stage but the last, unless set
 LABEL = "smkit.pipeline-endpoint"
-META_PATTERN = "*-meta.json"  # a model's description, e.g. xgboost-meta.json with features_fingerprint
-
-
-class PipelineMismatchError(ValueError):
-    """Two neighbouring models of a pipeline do not fit together (features fingerprint differs)."""
 
 
 # -- model archives -----------------------------------------------------------------------------------
@@ -118,33 +121,9 @@ class ModelArchive:
         if not self.is_dir and not tarfile.is_tarfile(self.path):
             raise ValueError(f"model data {url} is neither a folder nor a tar archive")
 
-    def _members(self) -> Iterator[tuple[str, Any]]:
-        """(top-level file name, a way to read it) for the files at the archive's top level."""
-        if self.is_dir:
-            for entry in sorted(self.path.iterdir()):
-                if entry.is_file():
-                    yield entry.name, entry
-            return
-        with tarfile.open(self.path) as tar:
-            for member in tar:
-                name = os.path.normpath(member.name)
-                if member.isfile() and "/" not in name:
-                    yield name, tar.extractfile(member)
-
     def read_json(self, pattern: str) -> dict[str, dict[str, Any]]:
         """{file name: parsed JSON} of the top-level files matching ``pattern`` (unreadable ones skipped)."""
-        found = {}
-        for name, source in self._members():
-            if not fnmatch.fnmatch(name, pattern):
-                continue
-            try:
-                data = source.read_bytes() if isinstance(source, Path) else source.read()
-                value = json.loads(data)
-            except (OSError, ValueError):
-                continue
-            if isinstance(value, dict):
-                found[name] = value
-        return found
+        return read_json_files(self.path, pattern)
 
     def extract(self, destination: Path) -> Path:
         """The model folder: the folder itself, or the archive extracted into ``destination``."""
@@ -197,27 +176,17 @@ class ContainerSpec:
 
 
 def check_fingerprints(specs: Sequence[ContainerSpec]) -> None:
-    """PipelineMismatchError when a model was trained on other features than its predecessor produces."""
-    archives = [spec.archive for spec in specs]
-    for (producer, produced), (consumer, consumed) in zip(zip(specs, archives, strict=True),
-                                                          zip(specs[1:], archives[1:], strict=True), strict=False):
-        if produced is None or consumed is None:
-            continue
-        features = produced.read_json("features.json").get("features.json", {})
-        fingerprint = features.get("fingerprint")
-        for meta_name, meta in consumed.read_json(META_PATTERN).items():
-            expected = meta.get("features_fingerprint")
-            if not expected:
-                continue
-            if fingerprint is None:
-                log.warning("%s records features fingerprint %s but %s has no features.json to compare it with",
-                            consumer.describe(), str(expected)[:12], producer.describe())
-            elif expected != fingerprint:
-                raise PipelineMismatchError(
-                    f"pipeline refused: {consumer.describe()} was trained on features with fingerprint "
-                    f"{expected} ({meta_name}), but {producer.describe()} produces features with fingerprint "
-                    f"{fingerprint} (features.json). The model would score features it was not trained on: "
-                    f"deploy it behind the preprocess model it was trained with, or retrain it on this one's output.")
+    """PipelineMismatchError when a model cannot read what its predecessor answers: another row width
+    than it was trained on, or other features (fingerprint). ``serving_common.pipeline_check`` decides,
+    the same check users run on their archives before deploying to AWS."""
+    models = []
+    for spec in specs:
+        archive = spec.archive
+        models.append(ModelFiles(spec.describe(), archive.read_json("features.json").get("features.json"),
+                                 archive.read_json(META_PATTERN), spec.environment) if archive is not None
+                      else ModelFiles(spec.describe(), environment=spec.environment))
+    for line in check_pipeline(models):
+        log.info("pipeline check: %s", line)
 
 
 class LocalPipelineModel:

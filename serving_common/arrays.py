@@ -1,8 +1,11 @@
 """Decoded request data -> a 2-D float matrix, for containers whose models take numeric features.
 
 The accepted shapes (see docs/formats.md): CSV rows; JSON ``[1, 2]`` (one row), ``[[1, 2], ...]`` or
-``{"instances": [...]}``; JSON Lines of rows; NPY 1-D or 2-D. Missing values (empty CSV cell, ``nan``,
-JSON ``null``) become NaN, which tree models treat as missing; infinity is a 400.
+``{"instances": [...]}``; JSON Lines of rows; NPY 1-D or 2-D. A row may also be written as SageMaker's
+built-in algorithms write it, ``{"features": [1, 2]}`` (``{"instances": [{"features": [...]}, ...]}``,
+one such object per JSON Lines line). Missing values (empty CSV cell, ``nan``, JSON ``null``) become NaN,
+which tree models treat as missing; JSON ``true``/``false`` are 1/0 (as the preprocess image reads them);
+infinity is a 400.
 """
 
 from __future__ import annotations
@@ -22,8 +25,8 @@ _NAN = float("nan")
 def _cell(value: Any, row: int, column: int) -> float:
     if value is None or value == "":
         return _NAN
-    if type(value) is bool:
-        raise BadRequest(f"row {row}, column {column}: {value!r} is not a number")
+    if type(value) is bool:  # JSON true/false: 1/0 in every image (the preprocess image reads them so)
+        return 1.0 if value else 0.0
     try:
         number = float(value)
     except (TypeError, ValueError):
@@ -33,12 +36,23 @@ def _cell(value: Any, row: int, column: int) -> float:
     return number
 
 
+def _features(row: dict[str, Any], index: int) -> Any:
+    """The values of a row written as SageMaker's built-in algorithms write one: ``{"features": [...]}``."""
+    if set(row) != {"features"}:
+        keys = ", ".join(repr(key) for key in list(row)[:5])
+        raise BadRequest(f'row {index}: expected a list of numbers or {{"features": [...]}}, got an object '
+                         f"with keys {keys or 'none'}")
+    return row["features"]
+
+
 def _rows(rows: list[Any]) -> np.ndarray:
     if not rows:
         raise BadRequest("no rows in the request")
     width = None
     matrix = []
     for index, row in enumerate(rows):
+        if isinstance(row, dict):
+            row = _features(row, index)
         if not isinstance(row, list | tuple):
             raise BadRequest(f"row {index} is not a list of numbers but {type(row).__name__}")
         if width is None:
@@ -94,8 +108,12 @@ def _csv_rows(rows: list[list[str]]) -> np.ndarray:
 
 def _json_rows(data: Any) -> list[Any]:
     if isinstance(data, dict):
+        if set(data) == {"features"}:
+            return [data]  # one row, as SageMaker's built-in algorithms write it
         if set(data) != {"instances"}:
-            raise BadRequest('expected a list of rows or {"instances": [...]}')
+            keys = ", ".join(repr(key) for key in list(data)[:5] if key != "instances")
+            raise BadRequest('expected a list of rows, {"instances": [...]} or {"features": [...]}; '
+                             f"got an object with keys {keys or 'none'}")
         data = data["instances"]
     if isinstance(data, list) and data and not isinstance(data[0], list | tuple | dict):
         return [data]  # a single row

@@ -2,13 +2,17 @@
 
 Responses never carry media-type parameters (no ``; charset=``): the next container of a pipeline
 must be able to read the Content-Type as it is. Numbers are written so that they round-trip exactly.
+
+Line-oriented bodies (CSV, JSON Lines) end with their line terminator, every line including the last:
+batch transform joins the responses of its mini-batches as they are (``AssembleWith=None``), and a body
+without a final newline would run its last row into the next response's first one.
 """
 
 from __future__ import annotations
 
 import io
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -66,9 +70,15 @@ def _rows(prediction: Any) -> list[Any]:
     return list(prediction)
 
 
+def lines(values: Iterable[bytes]) -> bytes:
+    """Lines as one body, each one (the last too) ended by ``\\n``: the one way every line-oriented
+    response is assembled (see the module's docstring)."""
+    return b"".join(value + b"\n" for value in values)
+
+
 def encode_jsonlines(prediction: Any) -> bytes:
-    """One JSON value per row of ``prediction``, lines joined by ``\\n`` (no trailing newline)."""
-    return b"\n".join(_dumps(row) for row in _rows(prediction))
+    """One JSON value per row of ``prediction``, each line ended by ``\\n``."""
+    return lines(_dumps(row) for row in _rows(prediction))
 
 
 def _csv_cell(value: Any) -> str:
@@ -88,22 +98,18 @@ def _csv_cell(value: Any) -> str:
 
 
 def encode_csv(prediction: Any) -> bytes:
-    """A 1-D output is one value per line; a 2-D output one row per line. No header."""
+    """A 1-D output is one value per line; a 2-D output one row per line, each ended by ``\\n``. No header."""
     if isinstance(prediction, np.ndarray) and prediction.dtype.kind == "f" and prediction.ndim in (1, 2):
         # The common case, without the per-cell type dispatch: orjson writes each float (float32 values
         # widened exactly) as the shortest text that parses back to the same double, ~5x faster than repr.
         check_finite(prediction)
         if prediction.ndim == 1:
-            return orjson.dumps(prediction.tolist())[1:-1].replace(b",", b"\n")
-        return orjson.dumps(prediction.tolist())[2:-2].replace(b"],[", b"\n")
-    rows = _rows(prediction)
-    lines = []
-    for row in rows:
-        if isinstance(row, list | tuple):
-            lines.append(",".join(map(_csv_cell, row)))
+            body = orjson.dumps(prediction.tolist())[1:-1].replace(b",", b"\n")
         else:
-            lines.append(_csv_cell(row))
-    return "\n".join(lines).encode()
+            body = orjson.dumps(prediction.tolist())[2:-2].replace(b"],[", b"\n")
+        return body + b"\n" if body else body
+    return lines((",".join(map(_csv_cell, row)) if isinstance(row, list | tuple) else _csv_cell(row)).encode()
+                 for row in _rows(prediction))
 
 
 def encode_npy(prediction: Any) -> bytes:

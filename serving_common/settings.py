@@ -33,6 +33,12 @@ INLINE_PREDICTIONS = "SMKIT_INLINE_PREDICTIONS"
 # Multi-model endpoints: memory the loaded models may take, all workers together (MB). Unset: a
 # fraction of the container's memory limit (serving_common.multi_model.memory_budget_bytes).
 MME_MEMORY_BUDGET_MB = "SMKIT_MME_MEMORY_BUDGET_MB"
+# Record checks of models that read named fields (preprocess): override what the model was trained with.
+# How many of the model's input fields a record may miss ("auto": all but one) ...
+MAX_MISSING_FIELDS = "SMKIT_MAX_MISSING_FIELDS"
+# ... and what a field the model does not know gets: a 400, a log line, or nothing.
+UNKNOWN_FIELDS = "SMKIT_UNKNOWN_FIELDS"
+UNKNOWN_FIELD_POLICIES = ("error", "warn", "ignore")
 
 DEFAULT_PORT = 8080
 DEFAULT_TIMEOUT_S = 60
@@ -117,6 +123,24 @@ def _local_path(url: str) -> Path | None:
     """A local directory from a path or file:// URL; None for remote (s3://) URLs, which serving ignores."""
     path = url.removeprefix("file://")
     return Path(path) if path and "://" not in path else None
+
+
+def record_rule_overrides(env: Mapping[str, str] | None = None) -> dict[str, int | str | None]:
+    """The record-check rules the environment sets (``max_missing_fields``: an int, or None for "auto";
+    ``unknown_fields``), only those it sets; SettingsError for values that are not valid."""
+    env = os.environ if env is None else env
+    overrides: dict[str, int | str | None] = {}
+    raw = env.get(MAX_MISSING_FIELDS, "").strip().lower()
+    if raw == "auto":
+        overrides["max_missing_fields"] = None
+    elif raw:
+        overrides["max_missing_fields"] = _int(env, MAX_MISSING_FIELDS, 0, minimum=0)
+    policy = env.get(UNKNOWN_FIELDS, "").strip().lower()
+    if policy:
+        if policy not in UNKNOWN_FIELD_POLICIES:
+            raise SettingsError(f"{UNKNOWN_FIELDS}={policy!r} is not one of {', '.join(UNKNOWN_FIELD_POLICIES)}")
+        overrides["unknown_fields"] = policy
+    return overrides
 
 
 @dataclass(frozen=True)

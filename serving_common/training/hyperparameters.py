@@ -29,6 +29,9 @@ class Hyperparameter:
     choices: tuple[Any, ...] | None = None
     minimum: float | None = None
     maximum: float | None = None
+    #: why the image refuses this name (a name users know, e.g. from SageMaker's own algorithm, that this
+    #: image does not implement): a job that sets it fails saying "not supported by this image: <why>".
+    unsupported: str | None = None
 
     @property
     def required(self) -> bool:
@@ -36,6 +39,8 @@ class Hyperparameter:
 
     def convert(self, raw: str) -> Any:
         """Convert SageMaker's string value (possibly JSON-encoded by the SDK) and check its range."""
+        if self.unsupported is not None:
+            raise HyperparameterError(f"hyperparameter {self.name} is not supported by this image: {self.unsupported}")
         text = _unquote(raw)
         try:
             value = _CONVERTERS[self.type](text)
@@ -110,8 +115,11 @@ def parse(declared: Sequence[Hyperparameter], raw: Mapping[str, str]) -> dict[st
             log.info("ignoring reserved hyperparameter %s", name)
         else:
             raise HyperparameterError(
-                f"unknown hyperparameter {name!r}; this container accepts: {', '.join(sorted(by_name))}")
+                f"unknown hyperparameter {name!r}; this container accepts: "
+                f"{', '.join(sorted(n for n, hp in by_name.items() if hp.unsupported is None))}")
     for hp in declared:
+        if hp.unsupported is not None:
+            continue
         if hp.name not in values:
             if hp.required:
                 raise HyperparameterError(f"hyperparameter {hp.name} is required ({hp.help})")
@@ -123,6 +131,9 @@ def describe(declared: Sequence[Hyperparameter]) -> str:
     """A Markdown table of the declared hyperparameters (for the README and ``--help``)."""
     lines = ["| name | type | default | help |", "|---|---|---|---|"]
     for hp in declared:
+        if hp.unsupported is not None:
+            lines.append(f"| `{hp.name}` | - | - | not supported by this image: {hp.unsupported} |")
+            continue
         default = "required" if hp.required else repr(hp.default)
         lines.append(f"| `{hp.name}` | {hp.type.__name__} | {default} | {hp.help} |")
     return "\n".join(lines)

@@ -9,6 +9,7 @@ scikit-learn transform and booster computed in-process (1e-6).
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -58,7 +59,7 @@ def reference(trained):
     """The fitted transform (scikit-learn path) and the booster, in-process: score(orders) -> scores."""
     features = FittedFeatures.load(trained.preprocess_dir)
     booster = xgboost.Booster()
-    booster.load_model(bytearray((trained.xgboost_dir / "xgboost-model").read_bytes()))
+    booster.load_model(bytearray((trained.xgboost_dir / "xgboost-model.ubj").read_bytes()))
     return lambda orders: booster.inplace_predict(features.transform_records_sklearn(orders))
 
 
@@ -220,6 +221,22 @@ def test_the_transformer_writes_one_score_line_per_input_line(docker, session, i
     assert len(docker.containers.list(all=True, filters={"label": LABEL})) == 3  # only the module's endpoint
 
 
+def test_the_sdks_default_assembly_keeps_every_row_apart(session, image_of, trained, reference, tmp_path):
+    # assemble_with=None (the SDK's default) joins the responses of the mini-batches as they are
+    orders = make_orders(3500, seed=33)
+    write_jsonl(orders, tmp_path / "in" / "orders.jsonl")  # ~1.1 MB: two 1 MB requests
+    output = tmp_path / "out"
+    transformer = pipeline_model(session, image_of, trained.preprocess_archive, trained.xgboost_archive).transformer(
+        instance_count=1, instance_type="local", strategy="MultiRecord", accept=CSV, max_payload=1,
+        output_path=f"file://{output}")
+    transformer.transform(f"file://{tmp_path / 'in'}", content_type=JSONL, split_type="Line")
+    text = (output / "orders.jsonl.out").read_text()
+    assert text.endswith("\n") and "\n\n" not in text
+    lines = text.splitlines()
+    assert len(lines) == len(orders) and all("," not in line for line in lines)  # one score, one column
+    np.testing.assert_allclose([float(line) for line in lines], reference(orders), rtol=0, atol=1e-6)
+
+
 def test_a_failing_record_fails_the_transform_job_with_the_stage(docker, session, image_of, trained, tmp_path):
     orders = make_orders(3, seed=4)
     orders[1]["amount"] = "lots"
@@ -238,13 +255,9 @@ def test_a_failing_record_fails_the_transform_job_with_the_stage(docker, session
 
 
 def test_a_features_fingerprint_mismatch_is_refused_before_anything_starts(docker, session, image_of, trained,
-                                                                           tmp_path):
-    other = OptMl(tmp_path / "other", {"label": "default", "drop": "order_id,device"},
-                  {"train": {"ContentType": JSONL}})
-    write_jsonl(make_orders(500, seed=5), other.channel_dir("train") / "orders.jsonl")
-    assert train(docker, image_of("preprocess"), other).exit_code == 0
-    other_archive = pack_model(other.model_dir, tmp_path / "other.tar.gz")
-    theirs = json.loads((other.model_dir / "features.json").read_text())["fingerprint"]
+                                                                           narrower_preprocess, tmp_path):
+    other_archive = narrower_preprocess
+    theirs = ModelArchive(f"file://{other_archive}").read_json("features.json")["features.json"]["fingerprint"]
     expected = json.loads((trained.xgboost_dir / "xgboost-meta.json").read_text())["features_fingerprint"]
     assert theirs != expected
     before = {c.id for c in docker.containers.list(all=True, filters={"label": LABEL})}
@@ -260,6 +273,40 @@ def test_a_features_fingerprint_mismatch_is_refused_before_anything_starts(docke
             instance_count=1, instance_type="local", output_path=f"file://{tmp_path / 'out'}")
     assert {c.id for c in docker.containers.list(all=True, filters={"label": LABEL})} == before  # none started
 
+
+@pytest.fixture(scope="module")
+def narrower_preprocess(docker, image_of, tmp_path_factory) -> Path:
+    """A preprocess model of the same orders that leaves ``device`` out: fewer output columns."""
+    other = OptMl(tmp_path_factory.mktemp("narrower"), {"label": "default", "drop": "order_id,device"},
+                  {"train": {"ContentType": JSONL}})
+    write_jsonl(make_orders(500, seed=5), other.channel_dir("train") / "orders.jsonl")
+    assert train(docker, image_of("preprocess"), other).exit_code == 0
+    return pack_model(other.model_dir, other.root / "narrower.tar.gz")
+
+
+def test_a_width_mismatch_is_refused_without_the_features_channel(docker, session, image_of, trained,
+                                                                  narrower_preprocess, tmp_path):
+    # XGBoost trained on the labelled rows alone (no features channel): it still records their width
+    xgb = OptMl(tmp_path / "xgb", {"num_round": "3", "objective": "binary:logistic"}, {"train": {"ContentType": CSV}})
+    (xgb.channel_dir("train") / "rows.csv").write_text(trained.labelled_csv)
+    assert train(docker, image_of("xgboost"), xgb).exit_code == 0
+    meta = json.loads((xgb.model_dir / "xgboost-meta.json").read_text())
+    width = len(json.loads((trained.preprocess_dir / "features.json").read_text())["output_columns"])
+    assert meta["features_fingerprint"] is None and meta["num_features"] == width
+    archive = pack_model(xgb.model_dir, tmp_path / "xgb.tar.gz")
+    before = {c.id for c in docker.containers.list(all=True, filters={"label": LABEL})}
+    with pytest.raises(PipelineMismatchError, match=rf"trained on rows of {width} features \(xgboost-meta.json "
+                                                    r"num_features\), but container 1 .* answers rows of \d+"):
+        pipeline_model(session, image_of, narrower_preprocess, archive).deploy(
+            initial_instance_count=1, instance_type="local", endpoint_name="smkit-pipeline-narrow")
+    assert {c.id for c in docker.containers.list(all=True, filters={"label": LABEL})} == before  # none started
+    # what users run on their archives before PipelineModel.deploy on AWS says the same
+    refused = subprocess.run([sys.executable, "-m", "serving_common.pipeline_check", str(narrower_preprocess),
+                              str(archive)], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert refused.returncode == 1 and f"trained on rows of {width} features" in refused.stderr
+    accepted = subprocess.run([sys.executable, "-m", "serving_common.pipeline_check", str(trained.preprocess_archive),
+                               str(archive)], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert accepted.returncode == 0 and f"width {width} match" in accepted.stdout
 
 # -- the pieces, without Docker -------------------------------------------------------------------------
 

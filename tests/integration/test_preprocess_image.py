@@ -146,7 +146,8 @@ def test_batch_record_errors_fail_by_default_or_stay_on_their_line(docker, image
         for accept in ("text/csv", "application/jsonlines"):
             response = server.invoke(body, "application/jsonlines", accept)
             assert response.status_code == 200, response.text
-            lines = response.text.split("\n")
+            assert response.text.endswith("\n")
+            lines = response.text.splitlines()
             assert len(lines) == 4
             assert json.loads(lines[2])["error"].startswith("record 2: field 'hour'")
             good = [0, 1, 3]
@@ -154,6 +155,56 @@ def test_batch_record_errors_fail_by_default_or_stay_on_their_line(docker, image
                     for i in good]
             assert np.array_equal(np.array(rows), reference.transform_records_sklearn([orders[i] for i in good]))
 
+
+
+def _rows(body: bytes, accept: str) -> list[list[float]]:
+    lines = body.decode().split("\n")
+    assert lines[-1] == "", "a line-oriented response ends with its newline"
+    return [json.loads(line) if accept != "text/csv" else [float(x) for x in line.split(",")] for line in lines[:-1]]
+
+
+def test_responses_joined_as_batch_transform_joins_them_keep_every_row(docker, image_of, model_dir, reference):
+    # AssembleWith=None (the SDK's default) writes the mini-batches' responses one after the other, as they are.
+    batches = [make_orders(3, seed=41), make_orders(2, seed=42), make_orders(1, seed=43)]
+    expected = reference.transform_records_sklearn([order for batch in batches for order in batch])
+    with ServingContainer(docker, image_of("preprocess"), model_dir) as server:
+        server.wait_ready()
+        for accept in ("text/csv", "application/jsonlines"):
+            responses = [server.invoke("\n".join(json.dumps(o) for o in batch).encode(), "application/jsonlines",
+                                       accept) for batch in batches]
+            assert all(response.status_code == 200 for response in responses)
+            rows = _rows(b"".join(response.content for response in responses), accept)
+            assert len(rows) == 6 and {len(row) for row in rows} == {len(reference.output_columns)}
+            assert np.array_equal(np.array(rows), expected)
+
+
+def test_records_of_the_wrong_shape_are_400s_naming_record_and_field(docker, image_of, model_dir, reference):
+    good = make_orders(1, seed=44)[0]
+    with ServingContainer(docker, image_of("preprocess"), model_dir) as server:
+        server.wait_ready()
+        for body, message in [
+            ({}, "record 0: none of the model's input fields is present"),
+            ({"foo": 1}, "record 0: none of the model's input fields is present"),
+            ([good, {"customer": "abc"}], "record 1: field 'customer': expected an object"),
+            ({"instances": [good], "extra": 1}, "but also has 'extra'"),
+        ]:
+            response = server.invoke(json.dumps(body).encode(), "application/json", "text/csv")
+            assert response.status_code == 400, (body, response.text)
+            assert message in response.json()["message"]
+        # one rule for JSON booleans in every image: true/false are 1/0 in a numeric field
+        as_bool = server.invoke(json.dumps({**good, "items": True}).encode(), "application/json", "text/csv")
+        as_number = server.invoke(json.dumps({**good, "items": 1}).encode(), "application/json", "text/csv")
+        assert as_bool.status_code == 200 and as_bool.content == as_number.content
+        # an unknown field is logged by default (the record is scored) ...
+        assert server.invoke(json.dumps({**good, "coupon": "X"}).encode(), "application/json",
+                             "text/csv").status_code == 200
+    with ServingContainer(docker, image_of("preprocess"), model_dir, env={"SMKIT_UNKNOWN_FIELDS": "error"}) as server:
+        server.wait_ready()
+        # ... and a 400 when the endpoint's environment says so
+        response = server.invoke(json.dumps({**good, "coupon": "X"}).encode(), "application/json", "text/csv")
+        assert response.status_code == 400
+        assert response.json()["message"] == "record 0: field 'coupon' is not a field this model knows " \
+                                             "(unknown_fields=error)"
 
 FEATURE_CODE = '''
 def extract(record):

@@ -213,7 +213,7 @@ def xgboost_model(session, image_of, labelled, preprocess_dir) -> str:
     features.mkdir(parents=True)
     shutil.copy(preprocess_dir / "features.json", features / "features.json")
     return fit(session, image_of("xgboost"), XGBOOST_HP, {"train": labelled, "features": features},
-               content_types={"train": CSV, "features": "application/json"}, required_files=("xgboost-model",))
+               content_types={"train": CSV, "features": "application/json"}, required_files=("xgboost-model.ubj",))
 
 
 def _csv(body: bytes) -> np.ndarray:
@@ -265,11 +265,11 @@ def test_batch_transform_writes_labelled_csv(labelled, reference, train_orders):
 def test_xgboost_trained_on_the_transform_serves_the_in_process_scores(
         session, image_of, xgboost_model, preprocess_endpoint, preprocess_dir, reference):
     model_dir = extract_model(xgboost_model, session.root / "reference" / "xgboost")
-    assert model_files(xgboost_model) == ["xgboost-forest.npz", "xgboost-meta.json", "xgboost-model"]
+    assert model_files(xgboost_model) == ["xgboost-forest.npz", "xgboost-meta.json", "xgboost-model.ubj"]
     meta = json.loads((model_dir / "xgboost-meta.json").read_text())
     assert meta["features_fingerprint"] == json.loads((preprocess_dir / "features.json").read_text())["fingerprint"]
     booster = xgboost.Booster()
-    booster.load_model(bytearray((model_dir / "xgboost-model").read_bytes()))
+    booster.load_model(bytearray((model_dir / "xgboost-model.ubj").read_bytes()))
     orders = _live_orders()
     expected = booster.inplace_predict(reference.transform_records_sklearn(orders))
     with endpoint(deploy(session, image_of("xgboost"), xgboost_model, content_type=CSV)) as scorer:
@@ -296,8 +296,8 @@ def test_two_hosts_train_one_model(session, image_of):
         _numeric_csv(train / f"part-{part}.csv", 300, seed=part)
     model_data = fit(session, image_of("xgboost"), {"num_round": "10", "objective": "binary:logistic"},
                      {"train": train}, content_types={"train": CSV}, instance_count=2,
-                     required_files=("xgboost-model",))
-    assert model_files(model_data) == ["xgboost-forest.npz", "xgboost-meta.json", "xgboost-model"]
+                     required_files=("xgboost-model.ubj",))
+    assert model_files(model_data) == ["xgboost-forest.npz", "xgboost-meta.json", "xgboost-model.ubj"]
     model_dir = extract_model(model_data, session.root / "reference" / "two-hosts")
     assert json.loads((model_dir / "xgboost-meta.json").read_text())["rounds"] == 10
 
@@ -309,7 +309,7 @@ def test_a_failing_host_fails_the_fit(session, image_of):
     (train / "part-1.csv").write_text("1,2,three\n")  # the second host's file
     with pytest.raises(TrainingFailed) as failed:
         fit(session, image_of("xgboost"), {"num_round": "10", "objective": "binary:logistic"}, {"train": train},
-            content_types={"train": CSV}, instance_count=2, required_files=("xgboost-model",))
+            content_types={"train": CSV}, instance_count=2, required_files=("xgboost-model.ubj",))
     assert failed.value.reason is not None  # the failure file's text, which local mode does not surface
 
 

@@ -4,6 +4,7 @@ stopping, resuming from checkpoints, and two-host training on a Docker network."
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,7 @@ def _numeric_csv(path: Path, rows: int, seed: int) -> np.ndarray:
 
 def _load(model_dir: Path) -> xgboost.Booster:
     booster = xgboost.Booster()
-    booster.load_model(bytearray((model_dir / "xgboost-model").read_bytes()))  # XGBoost's own format
+    booster.load_model(bytearray((model_dir / "xgboost-model.ubj").read_bytes()))  # XGBoost's own format
     return booster
 
 
@@ -67,6 +68,50 @@ def test_trains_on_the_preprocess_batch_output_and_serves_the_same_scores(docker
     np.testing.assert_allclose(served, expected, rtol=0, atol=1e-6)
     auc_line = next(line for line in result.logs.splitlines() if line.startswith("[39]"))
     assert float(auc_line.split("train-auc:")[1].split()[0]) > 0.75
+
+
+def test_sagemaker_request_shapes_booleans_and_joined_responses(docker, image_of, tmp_path):
+    job = OptMl(tmp_path / "job", {"num_round": "5", "objective": "binary:logistic", "csv_weights": "0",
+                                   "booster": "gbtree", "silent": "1", "learning_rate": "0.3"},
+                {"train": {"ContentType": "text/csv"}})
+    table = _numeric_csv(job.channel_dir("train") / "a.csv", 300, seed=6)
+    result = train(docker, image_of("xgboost"), job)
+    assert result.exit_code == 0, result.logs
+    assert sorted(p.name for p in job.model_dir.iterdir()) == [
+        "xgboost-forest.npz", "xgboost-meta.json", "xgboost-model.ubj"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "Unknown file format" warning from XGBoost
+        booster = xgboost.Booster(model_file=str(job.model_dir / "xgboost-model.ubj"))
+    rows = table[:4, 1:].copy()
+    rows[1, 2], rows[2, 2] = 1.0, 0.0
+    expected = booster.inplace_predict(rows)
+    as_json = [[True if (i, j) == (1, 2) else False if (i, j) == (2, 2) else v for j, v in enumerate(row)]
+               for i, row in enumerate(rows.tolist())]
+    with ServingContainer(docker, image_of("xgboost"), job.model_dir) as server:
+        server.wait_ready()
+        for body, content_type in [
+            ({"instances": [{"features": row} for row in as_json]}, "application/json"),  # built-in algorithms'
+            ({"instances": as_json}, "application/json"),
+            (as_json, "application/json"),
+            ("\n".join(json.dumps({"features": row}) for row in as_json), "application/jsonlines"),
+        ]:
+            data = body if isinstance(body, str) else json.dumps(body)
+            response = server.invoke(data.encode(), content_type, "application/json")
+            assert response.status_code == 200, response.text
+            served = [item["score"] for item in response.json()["predictions"]]
+            np.testing.assert_allclose(served, expected, rtol=0, atol=1e-6)
+        refused = server.invoke(b'{"instances": [[1, 2, 3, 4, 5, 6]], "extra": 1}', "application/json", "text/csv")
+        assert refused.status_code == 400 and "'extra'" in refused.json()["message"]
+        # AssembleWith=None joins the responses of the mini-batches as they are: rows stay rows
+        for accept in ("text/csv", "application/jsonlines"):
+            parts = [server.invoke("\n".join(",".join(map(repr, row)) for row in part.tolist()).encode(), "text/csv",
+                                   accept) for part in (rows[:3], rows[3:])]
+            joined = b"".join(part.content for part in parts).decode()
+            assert joined.endswith("\n") and "\n\n" not in joined
+            lines = joined.splitlines()
+            assert len(lines) == 4
+            served = [float(line) if accept == "text/csv" else json.loads(line)["score"] for line in lines]
+            np.testing.assert_allclose(served, expected, rtol=0, atol=1e-6)
 
 
 def test_validation_with_early_stopping_keeps_the_best_rounds(docker, image_of, tmp_path):
@@ -144,4 +189,4 @@ def test_a_failing_host_fails_the_job(docker, image_of, tmp_path, failure):
                                    environment={"SMKIT_COLLECTIVE_TIMEOUT_S": "20"})
     assert worker.exit_code != 0
     assert leader.exit_code != 0, leader.logs  # the job fails instead of reporting success
-    assert not (leader.opt_ml.model_dir / "xgboost-model").exists()
+    assert not (leader.opt_ml.model_dir / "xgboost-model.ubj").exists()

@@ -35,7 +35,7 @@ def models(docker, image_of, tmp_path_factory) -> Path:
 
 def _scores(model_dir: Path, rows: np.ndarray) -> np.ndarray:
     booster = xgboost.Booster()
-    booster.load_model(bytearray((model_dir / "xgboost-model").read_bytes()))
+    booster.load_model(bytearray((model_dir / "xgboost-model.ubj").read_bytes()))
     return booster.inplace_predict(rows)
 
 

@@ -167,8 +167,9 @@ class _NestedObject:
 NESTED_OBJECT = _NestedObject()
 
 
-# Value types that are certainly not mappings: skips the (slow) abstract Mapping isinstance check.
-_PLAIN = frozenset({str, int, float, bool, type(None), list})
+# Value types that are certainly not mappings: skips the (slow) abstract Mapping isinstance check
+# (_NestedObject: a flattened record, checked by validation before the transform reads it).
+_PLAIN = frozenset({str, int, float, bool, type(None), list, _NestedObject})
 
 
 def _is_mapping(value: Any) -> bool:

@@ -41,6 +41,7 @@ from .fast_transform import (
 )
 from .spec import FeatureSpec, SpecError
 from .user_code import CODE_PATH, FeatureCode, sha256_file
+from .validation import RecordChecker, RecordRules, fields_seen
 
 if TYPE_CHECKING:
     from sklearn.compose import ColumnTransformer
@@ -288,6 +289,7 @@ class FittedFeatures:
         self._transformer_loader: Callable[[], Any] | None = None
         self.output_columns: list[str] = _output_columns(transformer, spec)
         self.fingerprint = fingerprint(spec, transformer, self.output_columns, code.sha256 if code else None)
+        self.set_record_checks(RecordRules())
         self._compiled: CompiledTransform | None = None
         if fast:
             self._compiled = compile_transformer(transformer, spec)
@@ -313,6 +315,7 @@ class FittedFeatures:
         self.output_columns = output_columns
         self.fingerprint = fingerprint_
         self._compiled = compiled
+        self.set_record_checks(RecordRules())
         return self
 
     def __repr__(self) -> str:
@@ -321,6 +324,13 @@ class FittedFeatures:
             f"FittedFeatures(inputs={len(self.spec.input_columns)}, outputs={len(self.output_columns)}, "
             f"fast_path={self.fast_path}, fingerprint={self.fingerprint[:12]}{code})"
         )
+
+    def set_record_checks(self, rules: RecordRules, known_fields: list[str] | None = None) -> None:
+        """The rules requests' records are checked by (``validation``), and the fields the model knows
+        (None: only its input fields and label)."""
+        self.record_rules = rules
+        self.known_fields = known_fields
+        self._checker = RecordChecker(self.spec.input_columns, known_fields, rules, self.spec.label)
 
     @property
     def transformer(self) -> Any:
@@ -358,12 +368,14 @@ class FittedFeatures:
         fast: bool = True,
         code: FeatureCode | None = None,
         extracted: bool = False,
+        rules: RecordRules | None = None,
     ) -> FittedFeatures:
         """Fit the transform of ``spec`` on ``records`` (nested or flattened).
 
         With feature ``code``, its ``build_transformer`` (if any) builds the transformer and its ``extract``
         (if any) is applied to ``records`` first, unless ``extracted`` says that was done already (the
-        spec is inferred from extracted records, so training extracts once for both).
+        spec is inferred from extracted records, so training extracts once for both). ``rules`` (default:
+        ``RecordRules()``) and the fields seen in ``records`` decide which records serving accepts.
         """
         records = records if isinstance(records, Sequence) else list(records)
         if len(records) == 0:
@@ -383,6 +395,7 @@ class FittedFeatures:
             except ValueError as exc:
                 raise _fit_error(exc, code) from exc
         fitted = cls(spec, transformer, fast=fast, code=code)
+        fitted.set_record_checks(rules or RecordRules(), fields_seen(records))
         outputs = set(fitted.output_columns)
         empty = [name for name in spec.numeric if name not in outputs]
         if empty and not (code is not None and code.has_build_transformer):
@@ -427,9 +440,14 @@ class FittedFeatures:
         """``records`` as the transform reads them: through the feature code's ``extract`` if there is one."""
         return self.code.extract_records(records) if self.code is not None else records
 
+    def checked(self, records: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+        """``records`` as the transform reads them (after ``extract``, flattened), each checked by the
+        model's record rules (FeatureError names the record and the field)."""
+        return self._checker.records(self.extract(records))
+
     def transform_records(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """Records (nested or flattened) -> (n, n_features_out) float64."""
-        records = self.extract(records)
+        records = self.checked(records)
         if self._compiled is not None:
             return self._compiled.records(records)
         return self._sklearn(records_to_array(records, self.spec))
@@ -439,21 +457,23 @@ class FittedFeatures:
 
         Rows hold the input columns themselves: the feature code's ``extract`` does not apply to them.
         """
+        self._checker.rows(rows)
         if self._compiled is not None:
             return self._compiled.rows(rows)
         return self.transform_rows_sklearn(rows)
 
     def transform_records_sklearn(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """Like :meth:`transform_records`, always through scikit-learn (the reference)."""
-        return self._sklearn(records_to_array(self.extract(records), self.spec))
+        return self._sklearn(records_to_array(self.checked(records), self.spec))
 
     def transform_rows_sklearn(self, rows: Sequence[Sequence[Any]]) -> np.ndarray:
         """Like :meth:`transform_rows`, always through scikit-learn (the reference)."""
+        self._checker.rows(rows)
         return self._sklearn(rows_to_array(rows, self.spec))
 
     def transform_records_with_labels(self, records: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, list[Any]]:
         """(:meth:`transform_records`, :meth:`label_values`) of ``records``, extracting them once."""
-        records = self.extract(records)
+        records = self.checked(records)
         if self._compiled is not None:
             matrix = self._compiled.records(records)
         else:
@@ -498,6 +518,7 @@ class FittedFeatures:
             "fast_path": self.fast_path,
             "fast_transform": {"file": TABLES_FILE} if self.fast_path else None,
             "code": self.code.metadata() if self.code is not None else None,
+            "record_checks": {**self.record_rules.to_dict(), "known_fields": self.known_fields},
             "files": dict(files or {}),
             "sklearn_version": sklearn.__version__,
         }
@@ -593,14 +614,29 @@ class FittedFeatures:
             if compiled.n_features_out != len(output_columns):
                 raise ValueError(f"{model_dir / TABLES_FILE}: output width differs from {features_path}")
             fitted = cls._from_tables(spec, compiled, output_columns, meta["fingerprint"], code, load_transformer)
+            fitted.set_record_checks(*_record_checks(meta, features_path))
             logger.info("loaded %r (fast path from %s)", fitted, TABLES_FILE)
             return fitted
         fitted = _load_sklearn(model_dir, spec, meta, code)
+        fitted.set_record_checks(*_record_checks(meta, features_path))
         if fast:
             logger.warning("fast path not available for this model (no %s: the fast path did not apply at training); "
                            "using scikit-learn transform", TABLES_FILE)
         logger.info("loaded %r", fitted)
         return fitted
+
+
+def _record_checks(meta: Mapping[str, Any], features_path: Path) -> tuple[RecordRules, list[str] | None]:
+    """The record rules and known fields ``features.json`` records (models trained before they were
+    recorded: the default rules, only input fields known)."""
+    checks = meta.get("record_checks") or {}
+    known = checks.get("known_fields")
+    if known is not None and (not isinstance(known, list) or not all(isinstance(name, str) for name in known)):
+        raise ValueError(f"{features_path}: record_checks.known_fields must be a list of names")
+    try:
+        return RecordRules.from_dict(checks), known
+    except ValueError as exc:
+        raise ValueError(f"{features_path}: record_checks: {exc}") from None
 
 
 def _check_files(model_dir: Path, files: Any, features_path: Path) -> None:

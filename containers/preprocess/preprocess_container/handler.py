@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from pathlib import Path
@@ -16,6 +17,8 @@ from serving_common.handler import Handler, RequestContext
 
 from .features import FittedFeatures
 
+log = logging.getLogger("preprocess")
+
 # Batch transform for training data: write the label as the first CSV column (SageMaker XGBoost's layout).
 OUTPUT_LABEL = "SMKIT_OUTPUT_LABEL"
 # Batch transform: "fail" (default) fails a request on its first bad record, naming it; "line" writes an
@@ -28,12 +31,18 @@ def _flag(name: str) -> bool:
 
 
 def _records(data: Any) -> list[Any]:
-    """A JSON body: one record, a list of records, or ``{"instances": [...]}``."""
+    """A JSON body: one record, a list of records, or ``{"instances": [...]}`` (a wrapper with any other
+    key, or whose ``instances`` is not a list, is a 400: it would otherwise be scored as a record)."""
     if isinstance(data, dict):
-        instances = data.get("instances")
-        if isinstance(instances, list) and len(data) == 1:
-            return instances
-        return [data]
+        if "instances" not in data:
+            return [data]
+        others = [key for key in data if key != "instances"]
+        if others:
+            raise BadRequest(f'the request wraps its records in {{"instances": [...]}} but also has '
+                             f"{', '.join(map(repr, others[:5]))}: send {{\"instances\": [...]}} alone")
+        if not isinstance(data["instances"], list):
+            raise BadRequest(f'"instances" must be a list of records, got {type(data["instances"]).__name__}')
+        return data["instances"]
     if isinstance(data, list):
         return data
     raise BadRequest(f"expected a JSON object, a list of objects or {{\"instances\": [...]}}, "
@@ -57,6 +66,11 @@ class PreprocessHandler(Handler):
         features = FittedFeatures.load(model_dir)
         if self.output_label and not features.spec.label:
             raise ValueError(f"{OUTPUT_LABEL}=true but the model was trained without a label")
+        # SMKIT_MAX_MISSING_FIELDS / SMKIT_UNKNOWN_FIELDS override the rules the model was trained with
+        rules = features.record_rules.overridden()
+        features.set_record_checks(rules, features.known_fields)
+        log.info("record checks: max_missing_fields=%s, unknown_fields=%s", "all but one"
+                 if rules.max_missing_fields is None else rules.max_missing_fields, rules.unknown_fields)
         return features
 
     def decode(self, body: bytes, media_type: MediaType, context: RequestContext) -> Any:
@@ -118,9 +132,9 @@ class PreprocessHandler(Handler):
             if accept == NPY:
                 raise BadRequest("records failed and NPY cannot carry error objects: " +
                                  "; ".join(item["error"] for item in prediction if isinstance(item, dict)))
-            lines = [encoders.encode_json(item) if isinstance(item, dict) else encoders.encode(item[None, :], accept)
-                     for item in prediction]
-            return b"\n".join(lines)
+            # each row's encoding ends with its newline already; an error object gets one
+            return b"".join(encoders.lines([encoders.encode_json(item)]) if isinstance(item, dict)
+                            else encoders.encode(item[None, :], accept) for item in prediction)
         return encoders.encode(prediction, accept)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 
+from serving_common.settings import UNKNOWN_FIELD_POLICIES
 from serving_common.training.harness import TrainingError, TrainingJob
 from serving_common.training.hyperparameters import Hyperparameter
 
@@ -15,6 +16,7 @@ from .features import FittedFeatures
 from .records import read_training_files
 from .spec import CATEGORICAL_ENCODINGS, NUMERIC_IMPUTE, infer_spec
 from .user_code import FeatureCode, FeatureCodeError, find_training_code
+from .validation import DEFAULT_UNKNOWN_FIELDS, RecordRules
 
 log = logging.getLogger("preprocess")
 
@@ -28,6 +30,11 @@ HYPERPARAMETERS = (
     Hyperparameter("categorical_encoding", str, "onehot", "onehot or ordinal", choices=CATEGORICAL_ENCODINGS),
     Hyperparameter("max_categories", int, None, "most categories kept per field (rest: infrequent)", minimum=2),
     Hyperparameter("min_frequency", int, None, "rarer categories are grouped as infrequent", minimum=1),
+    Hyperparameter("max_missing_fields", int, None, "input fields a record may miss at serving (default: all but "
+                   "one); SMKIT_MAX_MISSING_FIELDS overrides", minimum=0),
+    Hyperparameter("unknown_fields", str, DEFAULT_UNKNOWN_FIELDS, "a record field the model does not know, at "
+                   "serving: error (400), warn (logged once) or ignore; SMKIT_UNKNOWN_FIELDS overrides",
+                   choices=UNKNOWN_FIELD_POLICIES),
 )
 
 
@@ -63,7 +70,8 @@ def train(job: TrainingJob) -> None:
             options[name] = hp[name]
     spec = infer_spec(records, label=hp["label"], drop=hp["drop"], numeric=hp["numeric"],
                       categorical=hp["categorical"], **options)
-    features = FittedFeatures.fit(records, spec, code=code, extracted=True)
+    rules = RecordRules(hp["max_missing_fields"], hp["unknown_fields"])
+    features = FittedFeatures.fit(records, spec, code=code, extracted=True, rules=rules)
     features.save(job.model_dir)
     log.info("fitted %d input fields into %d features (fingerprint %s, fast path %s)", len(spec.input_columns),
              len(features.output_columns), features.fingerprint[:12], "saved" if features.fast_path else "unavailable")

@@ -26,7 +26,7 @@ from serving_common.settings import MODEL_SERVER_WORKERS
 
 from . import libsvm
 from .forest import FOREST_FILE, Forest, calibrated, compile_forest, evaluator
-from .train import META_FILE, MODEL_FILE, load_booster
+from .train import META_FILE, load_booster, model_file
 
 log = logging.getLogger("xgboost_container")
 
@@ -164,7 +164,7 @@ class XGBoostHandler(Handler):
     default_accept = CSV
 
     def load(self, model_dir: Path) -> Model:
-        path = model_dir / MODEL_FILE
+        path = model_file(model_dir)
         if not path.is_file():
             raise FileNotFoundError(f"{path} not found: {model_dir} does not hold an XGBoost model")
         booster = load_booster(path)
@@ -204,5 +204,5 @@ class XGBoostHandler(Handler):
         if accept == JSON:
             return encoders.encode_json({"predictions": [{"score": score} for score in prediction.tolist()]})
         if accept == JSONLINES:
-            return b"\n".join(encoders.encode_json({"score": score}) for score in prediction.tolist())
+            return encoders.lines(encoders.encode_json({"score": score}) for score in prediction.tolist())
         return encoders.encode(prediction, accept)

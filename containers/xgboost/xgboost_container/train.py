@@ -24,7 +24,11 @@ from .hyperparameters import booster_params
 
 log = logging.getLogger("xgboost_container")
 
-MODEL_FILE = "xgboost-model"  # the name SageMaker's own XGBoost uses
+# XGBoost's binary JSON format, named with the suffix that says so: XGBoost 3 warns "Unknown file format"
+# when it loads a file without one (SageMaker's own XGBoost's name, ``xgboost-model``, which models trained
+# by earlier versions of this image carry and serving still loads).
+MODEL_FILE = "xgboost-model.ubj"
+LEGACY_MODEL_FILE = "xgboost-model"
 META_FILE = "xgboost-meta.json"
 CHECKPOINT_PREFIX = "xgboost-checkpoint."
 FEATURES_CHANNEL = "features"  # optional: the preprocess model's features.json
@@ -106,6 +110,13 @@ def _checkpoints(directory: Path) -> list[tuple[int, Path]]:
     return found
 
 
+def model_file(model_dir: Path) -> Path:
+    """The model file of a model folder: ``MODEL_FILE``, else the name earlier versions saved it under."""
+    path = model_dir / MODEL_FILE
+    legacy = model_dir / LEGACY_MODEL_FILE
+    return legacy if not path.is_file() and legacy.is_file() else path
+
+
 def load_booster(path: Path) -> xgboost.Booster:
     """Load a model file whatever its name (from bytes: XGBoost detects the format without a suffix)."""
     booster = xgboost.Booster()
@@ -139,8 +150,8 @@ def _features_fingerprint(job: TrainingJob) -> str | None:
         raise TrainingError(f"features.json of the features channel is unreadable: {exc}") from None
 
 
-def _dmatrix(data: Dataset, name: str, expected_columns: int | None) -> xgboost.DMatrix:
-    features = data.features
+def _dmatrix(data: Dataset, name: str, expected_columns: int | None, csv_weights: bool = False) -> xgboost.DMatrix:
+    features, weights = data.features, None
     if expected_columns is not None and data.rows and data.columns != expected_columns:
         if scipy.sparse.issparse(features) and data.columns < expected_columns:
             # LIBSVM's width is its highest index present: a narrower file is the same feature space.
@@ -148,7 +159,14 @@ def _dmatrix(data: Dataset, name: str, expected_columns: int | None) -> xgboost.
         else:
             raise TrainingError(f"the {name} channel has {data.columns} features, the train channel "
                                 f"{expected_columns}")
-    return xgboost.DMatrix(features, label=data.labels, missing=float("nan"))
+    if csv_weights and data.rows:  # SageMaker's csv_weights: the column after the label weighs each row
+        if scipy.sparse.issparse(features) or features.shape[1] < 2:
+            raise TrainingError(f"csv_weights=1: the {name} channel needs dense rows of label, weight, features")
+        weights, features = features[:, 0], features[:, 1:]
+        if not (np.isfinite(weights).all() and (weights >= 0).all()):
+            raise TrainingError(f"csv_weights=1: the {name} channel's weights (the column after the label) must "
+                                "be finite numbers >= 0")
+    return xgboost.DMatrix(features, label=data.labels, weight=weights, missing=float("nan"))
 
 
 def train(job: TrainingJob) -> None:
@@ -165,11 +183,12 @@ def train(job: TrainingJob) -> None:
         train_data = load_channel(env.channel("train"), rank, hosts)
         if hosts == 1 and not train_data.rows:
             raise TrainingError("the train channel holds no rows")
-        dtrain = _dmatrix(train_data, "train", None)
+        weighted = bool(hp["csv_weights"])
+        dtrain = _dmatrix(train_data, "train", None, weighted)
         evals = [(dtrain, "train")]
         if "validation" in env.channels:
             evals.append((_dmatrix(load_channel(env.channel("validation"), rank, hosts), "validation",
-                                   train_data.columns), "validation"))
+                                   train_data.columns, weighted), "validation"))
         if hp["early_stopping_rounds"] and len(evals) < 2:
             raise TrainingError("early_stopping_rounds needs a validation channel")
 
@@ -192,8 +211,7 @@ def train(job: TrainingJob) -> None:
             log.info("early stopping: keeping the best %d of %d rounds", best + 1, booster.num_boosted_rounds())
             booster = booster[: best + 1]
         if env.is_leader:
-            booster.save_model(str(job.model_dir / (MODEL_FILE + ".ubj")))
-            os.replace(job.model_dir / (MODEL_FILE + ".ubj"), job.model_dir / MODEL_FILE)
+            booster.save_model(str(job.model_dir / MODEL_FILE))
             forest, why = compile_forest(booster)
             if forest is not None:
                 forest.save(job.model_dir / FOREST_FILE)

@@ -34,6 +34,11 @@ from preprocess_container.fast_transform import (
 from preprocess_container.features import FittedFeatures, build_transformer, records_to_array, rows_to_array
 from preprocess_container.records import flatten
 from preprocess_container.spec import FeatureSpec, infer_spec
+from preprocess_container.validation import RecordRules
+
+# These tests compare the two transforms on every kind of record, empty and all-missing ones included:
+# the record checks that refuse such records at serving (test_validation.py) are relaxed here.
+ANY_RECORD = RecordRules(max_missing_fields=10**6, unknown_fields="ignore")
 
 COUNTRIES = ["US"] * 30 + ["DE"] * 15 + ["FR"] * 10 + ["JP"] * 6 + ["BR"] * 4 + ["日本", "Ünïcödé", "NZ", "IS", "🙂"]
 
@@ -185,7 +190,7 @@ def test_fast_path_equals_sklearn(encoding, grouping, impute, scale):
         categorical_encoding=encoding,
         **grouping,
     )
-    fitted = FittedFeatures.fit(TRAIN, spec)
+    fitted = FittedFeatures.fit(TRAIN, spec, rules=ANY_RECORD)
     assert fitted.fast_path
     _check_everything(fitted, fitted._compiled)
 
@@ -196,7 +201,7 @@ def test_realistic_spec_and_infrequent_grouping_are_exercised():
     assert BASE_SPEC.categorical == ["customer.country", "device.os", "order.currency", "payment.method",
                                      "returning"]  # fmt: skip
     spec = FeatureSpec(numeric=BASE_SPEC.numeric, categorical=BASE_SPEC.categorical, min_frequency=20)
-    fitted = FittedFeatures.fit(TRAIN, spec)
+    fitted = FittedFeatures.fit(TRAIN, spec, rules=ANY_RECORD)
     assert "customer.country_infrequent_sklearn" in fitted.output_columns
     unseen = fitted.transform_records([{"customer": {"country": "ZZ"}}])
     assert unseen[0, fitted.output_columns.index("customer.country_infrequent_sklearn")] == 1.0
@@ -204,7 +209,7 @@ def test_realistic_spec_and_infrequent_grouping_are_exercised():
 
 def test_single_record_sklearn_equals_batch_rows():
     """Justifies comparing single-record fast transforms with rows of one batch sklearn transform."""
-    fitted = FittedFeatures.fit(TRAIN, BASE_SPEC)
+    fitted = FittedFeatures.fit(TRAIN, BASE_SPEC, rules=ANY_RECORD)
     batch = _sklearn(fitted.transformer, records_to_array(ADVERSARIAL, BASE_SPEC))
     for i in range(0, len(ADVERSARIAL), 3):
         single = _sklearn(fitted.transformer, records_to_array([ADVERSARIAL[i]], BASE_SPEC))
@@ -213,7 +218,7 @@ def test_single_record_sklearn_equals_batch_rows():
 
 
 def test_integers_as_csv_strings_equal_numbers():
-    fitted = FittedFeatures.fit(TRAIN, BASE_SPEC)
+    fitted = FittedFeatures.fit(TRAIN, BASE_SPEC, rules=ANY_RECORD)
     cols = BASE_SPEC.input_columns
     record = {"order.amount": 42, "order.items": 3, "customer.age": 51, "customer.country": "DE", "returning": True}
     row = [_as_csv_value(record.get(c)) for c in cols]
@@ -240,7 +245,7 @@ BAD_RECORDS = [
 
 @pytest.mark.parametrize("bad", BAD_RECORDS, ids=[str(i) for i in range(len(BAD_RECORDS))])
 def test_same_errors_as_records_to_array(bad):
-    fitted = FittedFeatures.fit(TRAIN[:50], BASE_SPEC)
+    fitted = FittedFeatures.fit(TRAIN[:50], BASE_SPEC, rules=ANY_RECORD)
     records = [TRAIN[0], TRAIN[1], bad]
     with pytest.raises(FeatureError) as reference:
         records_to_array(records, BASE_SPEC)
@@ -257,7 +262,7 @@ def test_same_errors_as_records_to_array(bad):
     "row_value", ["abc", "inf", "-inf", "1e999", "1,5"], ids=["text", "inf", "-inf", "overflow", "comma"]
 )
 def test_same_errors_for_rows(row_value):
-    fitted = FittedFeatures.fit(TRAIN[:50], BASE_SPEC)
+    fitted = FittedFeatures.fit(TRAIN[:50], BASE_SPEC, rules=ANY_RECORD)
     good = _rows([TRAIN[0]], BASE_SPEC)[0]
     bad = list(good)
     bad[BASE_SPEC.input_columns.index("order.amount")] = row_value
@@ -272,7 +277,7 @@ def test_same_errors_for_rows(row_value):
 
 
 def test_single_object_instead_of_a_list_is_refused():
-    fitted = FittedFeatures.fit(TRAIN[:50], BASE_SPEC)
+    fitted = FittedFeatures.fit(TRAIN[:50], BASE_SPEC, rules=ANY_RECORD)
     with pytest.raises(FeatureError, match="expected a list of records"):
         fitted.transform_records(TRAIN[0])
 
@@ -345,13 +350,14 @@ def test_supported_hand_built_transformers_compile_exactly(name):
     training = [dict(r, **{"order.discount": None}) for r in COMPLETE] if name == "keep-empty-features" else COMPLETE
     ct.fit(records_to_array(training, BASE_SPEC))
     fitted = FittedFeatures(BASE_SPEC, ct)
+    fitted.set_record_checks(ANY_RECORD)
     assert fitted.fast_path, name
     _check_everything(fitted, compile_transformer(ct, BASE_SPEC))
 
 
 def test_imputer_dropping_an_all_missing_feature():
     training = [dict(flatten(r), **{"customer.age": None}) for r in TRAIN]
-    fitted = FittedFeatures.fit(training, BASE_SPEC)
+    fitted = FittedFeatures.fit(training, BASE_SPEC, rules=ANY_RECORD)
     assert "customer.age" not in fitted.output_columns and fitted.fast_path
     _check_everything(fitted, fitted._compiled)
 
@@ -360,14 +366,14 @@ def test_all_missing_categorical_field_in_training():
     training = [dict(flatten(r), **{"device.os": None}) for r in TRAIN]
     for encoding in ("onehot", "ordinal"):
         spec = FeatureSpec(numeric=NUM, categorical=CAT, categorical_encoding=encoding)
-        fitted = FittedFeatures.fit(training, spec)
+        fitted = FittedFeatures.fit(training, spec, rules=ANY_RECORD)
         assert fitted.fast_path
         _check_everything(fitted, fitted._compiled)
 
 
 def test_numeric_only_and_categorical_only_specs():
     for spec in (FeatureSpec(numeric=NUM, categorical=[]), FeatureSpec(numeric=[], categorical=CAT)):
-        fitted = FittedFeatures.fit(TRAIN, spec)
+        fitted = FittedFeatures.fit(TRAIN, spec, rules=ANY_RECORD)
         assert fitted.fast_path
         records = ADVERSARIAL + TRAIN[:20]
         _assert_exact(fitted.transform_records(records), fitted.transform_records_sklearn(records))
@@ -414,6 +420,7 @@ def test_unsupported_transformers_fall_back_to_sklearn(what, caplog):
     if what.endswith("sparse output"):
         return  # FittedFeatures transforms are dense
     fitted = FittedFeatures(BASE_SPEC, ct)
+    fitted.set_record_checks(ANY_RECORD)
     assert not fitted.fast_path
     records = COMPLETE[:40] + (ADVERSARIAL if accepts_unknown else [])
     if what == "FunctionTransformer":  # sqrt of negative numbers
@@ -457,7 +464,7 @@ def test_columns_selected_by_name_are_not_compiled(caplog):
 
 
 def test_compiled_object_is_callable_and_reports_its_width():
-    fitted = FittedFeatures.fit(TRAIN, BASE_SPEC)
+    fitted = FittedFeatures.fit(TRAIN, BASE_SPEC, rules=ANY_RECORD)
     compiled = compile_transformer(fitted.transformer, BASE_SPEC)
     assert compiled is not None and compiled.n_features_out == len(fitted.output_columns)
     _assert_exact(compiled(TRAIN[:3]), compiled.records(TRAIN[:3]))
@@ -466,7 +473,7 @@ def test_compiled_object_is_callable_and_reports_its_width():
 
 
 def test_a_fast_path_that_disagrees_with_sklearn_is_switched_off(caplog):
-    fitted = FittedFeatures.fit(TRAIN, BASE_SPEC)
+    fitted = FittedFeatures.fit(TRAIN, BASE_SPEC, rules=ANY_RECORD)
     fitted._compiled._numeric_plan[0] = (*fitted._compiled._numeric_plan[0][:3], 1e9, 1.0)  # sabotage
     with caplog.at_level(logging.WARNING, logger="preprocess"):
         fitted._verify(TRAIN[:10], "test records")
@@ -479,13 +486,13 @@ def test_high_cardinality_categories():
     rng = random.Random(3)
     training = [{"x": rng.random(), "id": f"user-{rng.randrange(1500)}"} for _ in range(3000)]
     spec = FeatureSpec(numeric=["x"], categorical=["id"])
-    fitted = FittedFeatures.fit(training, spec)
+    fitted = FittedFeatures.fit(training, spec, rules=ANY_RECORD)
     assert fitted.fast_path and len(fitted.output_columns) > 1000
     assert len(fitted._compiled.probe_records()) == 256
     records = [*training[:50], {"x": 0.5, "id": "user-unknown"}, {}]
     _assert_exact(fitted.transform_records(records), fitted.transform_records_sklearn(records))
     spec = FeatureSpec(numeric=["x"], categorical=["id"], max_categories=20, categorical_encoding="ordinal")
-    fitted = FittedFeatures.fit(training, spec)
+    fitted = FittedFeatures.fit(training, spec, rules=ANY_RECORD)
     assert fitted.fast_path
     _assert_exact(fitted.transform_records(records), fitted.transform_records_sklearn(records))
 
@@ -497,7 +504,7 @@ def test_tables_keep_every_category_exactly(tmp_path):
     training = [{"x": float(i), "c": odd[i % len(odd)]} for i in range(60)]
     for encoding in ("onehot", "ordinal"):
         spec = FeatureSpec(numeric=["x"], categorical=["c"], categorical_encoding=encoding)
-        fitted = FittedFeatures.fit(training, spec)
+        fitted = FittedFeatures.fit(training, spec, rules=ANY_RECORD)
         assert fitted.fast_path
         fitted.save(tmp_path / encoding)
         loaded = FittedFeatures.load(tmp_path / encoding)

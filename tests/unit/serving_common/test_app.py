@@ -79,7 +79,7 @@ def test_invocation(client):
     assert response.status == 200
     assert response.headers["content-type"] == "text/csv"
     assert response.headers["content-length"] == str(len(response.body))
-    assert response.body == b"5.0\n11.0"
+    assert response.body == b"5.0\n11.0\n"
 
 
 def test_text_response_types_carry_no_charset(client):
@@ -148,7 +148,7 @@ def test_chunked_body_within_the_limit_is_assembled(make_app, asgi_client):
     client.startup()
     response = client.request("POST", "/invocations", {"content-type": "text/csv", "accept": "text/csv"},
                               chunks=[b"1,", b"", b"2\n3", b",4"])
-    assert (response.status, response.body, response.messages_read) == (200, b"5.0\n11.0", 4)
+    assert (response.status, response.body, response.messages_read) == (200, b"5.0\n11.0\n", 4)
     exact = b"[[" + b" " * (1048 - 8) + b"1, 2]]"
     assert len(exact) == client.app.settings.max_payload_bytes == 1048
     assert client.request("POST", "/invocations", {"content-type": "application/json"}, exact).status == 200
@@ -204,7 +204,7 @@ def test_default_accept_from_the_environment(make_app, asgi_client):
     client = asgi_client(make_app(SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT="text/csv; charset=utf-8"))
     client.startup()
     response = client.request("POST", "/invocations", {"content-type": "application/json"}, b"[[1, 1]]")
-    assert (response.status, response.headers["content-type"], response.body) == (200, "text/csv", b"3.0")
+    assert (response.status, response.headers["content-type"], response.body) == (200, "text/csv", b"3.0\n")
     client.shutdown()
 
 
@@ -272,7 +272,7 @@ def test_access_log_line(make_app, asgi_client, caplog):
     client.shutdown()
     line = next(r.getMessage() for r in caplog.records if r.name == "serving_common.access")
     assert "id=log-me status=200" in line
-    assert "in=8 out=3" in line
+    assert "in=8 out=4" in line
 
 
 def test_default_accept_the_container_cannot_produce_fails_the_startup(make_app, asgi_client):

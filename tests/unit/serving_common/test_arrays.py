@@ -64,7 +64,33 @@ def test_json_jsonlines_and_npy_shapes():
 ])
 def test_csv_encoding_fast_path_round_trips_exactly(prediction):
     text = encoders.encode_csv(prediction).decode()
-    parsed = np.array([[float(v) for v in line.split(",")] for line in text.split("\n")])
+    parsed = np.array([[float(v) for v in line.split(",")] for line in text.splitlines()])
     assert np.array_equal(parsed.reshape(prediction.shape), prediction.astype(np.float64))
     generic = encoders.encode_csv(prediction.tolist())  # the per-cell path gives the same bytes
     assert text.encode() == generic
+
+
+def test_builtin_algorithms_features_rows_are_read():
+    # SageMaker's built-in algorithms' JSON request shape, and its JSON Lines form
+    expected = [[1.0, 2.0], [3.0, float("nan")]]
+    for data, media in (({"instances": [{"features": [1, 2]}, {"features": [3, None]}]}, JSON),
+                        ([{"features": [1, 2]}, {"features": [3, None]}], JSONLINES),
+                        ({"instances": [[1, 2], [3, None]]}, JSON)):
+        assert np.array_equal(to_matrix(data, media), np.array(expected), equal_nan=True)
+    assert to_matrix({"features": [1, 2]}, JSON).tolist() == [[1.0, 2.0]]
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ({"instances": [{"values": [1, 2]}]}, "row 0: expected a list of numbers or {\"features\""),
+    ({"instances": [[1, 2]], "extra": 1}, "'extra'"),
+    ({"features": [1], "id": 3}, "'features', 'id'"),
+])
+def test_other_objects_are_400_naming_their_keys(data, message):
+    with pytest.raises(BadRequest, match=message.replace("{", r"\{").replace("[", r"\[")):
+        to_matrix(data, JSON)
+
+
+def test_json_booleans_are_one_and_zero():
+    # one rule in every image: the preprocess image reads true/false in numeric fields as 1/0 too
+    assert to_matrix([[True, False, 2]], JSON).tolist() == [[1.0, 0.0, 2.0]]
+    assert to_matrix([[True, None]], JSONLINES).tolist()[0][0] == 1.0

@@ -154,3 +154,13 @@ def test_type_without_decoder_is_415():
     with pytest.raises(UnsupportedMediaType) as caught:
         decode(b"1 1:2", "text/libsvm")
     assert caught.value.status == 415
+
+
+@pytest.mark.parametrize("media, lines", [("text/csv", [b"1,2", b"3,4"]),
+                                          ("application/jsonlines", [b'{"a": 1}', b"[3, 4]"])])
+@pytest.mark.parametrize("ending", [b"", b"\n", b"\r\n", b"\n\n"])
+def test_line_bodies_read_the_same_with_or_without_a_final_newline(media, lines, ending):
+    # Our responses end with a newline, other clients' bodies may not: neither adds a phantom empty row.
+    separator = b"\r\n" if ending == b"\r\n" else b"\n"
+    assert decode(separator.join(lines) + ending, media) == decode(b"\n".join(lines), media)
+    assert len(decode(separator.join(lines) + ending, media)) == 2

@@ -28,7 +28,7 @@ def random_doubles(count: int = 4000) -> np.ndarray:
 
 def test_csv_numbers_round_trip_exactly():
     values = np.concatenate([random_doubles(), SPECIAL_DOUBLES])
-    lines = encoders.encode_csv(values).decode().split("\n")
+    lines = encoders.encode_csv(values).decode().splitlines()
     assert len(lines) == len(values)
     for text, value in zip(lines, values, strict=True):
         parsed = float(text)
@@ -38,19 +38,19 @@ def test_csv_numbers_round_trip_exactly():
 
 def test_csv_numbers_round_trip_from_python_lists_and_numpy_scalars():
     values = [float(v) for v in random_doubles(500)] + SPECIAL_DOUBLES
-    assert [float(t) for t in encoders.encode_csv(values).decode().split("\n")] == values
+    assert [float(t) for t in encoders.encode_csv(values).decode().splitlines()] == values
     numpy_scalars = [np.float64(v) for v in values]
-    assert [float(t) for t in encoders.encode_csv(numpy_scalars).decode().split("\n")] == values
+    assert [float(t) for t in encoders.encode_csv(numpy_scalars).decode().splitlines()] == values
 
 
 def test_csv_float32_cells_parse_back_to_the_same_float32():
     values = np.random.default_rng(1).standard_normal(200).astype(np.float32)
-    texts = encoders.encode_csv(list(values)).decode().split("\n")
+    texts = encoders.encode_csv(list(values)).decode().splitlines()
     assert [np.float32(t) for t in texts] == list(values)
 
 
 def test_csv_shortest_text():
-    assert encoders.encode_csv([0.1, 5e-324, 1e308, 3.0]) == b"0.1\n5e-324\n1e+308\n3.0"
+    assert encoders.encode_csv([0.1, 5e-324, 1e308, 3.0]) == b"0.1\n5e-324\n1e+308\n3.0\n"
 
 
 def test_csv_round_trips_through_the_csv_decoder():
@@ -60,22 +60,35 @@ def test_csv_round_trips_through_the_csv_decoder():
 
 
 def test_csv_layout_1d_is_one_value_per_line_2d_one_row_per_line():
-    assert encoders.encode_csv(np.array([1.5, 2.0, -3.25])) == b"1.5\n2.0\n-3.25"
-    assert encoders.encode_csv(np.array([[1, 2, 3], [4, 5, 6]])) == b"1,2,3\n4,5,6"
-    assert encoders.encode_csv([[1.5, "a"], [2, "b"]]) == b"1.5,a\n2,b"
-    assert encoders.encode_csv([(1, 2), (3, 4)]) == b"1,2\n3,4"
-    assert encoders.encode_csv(np.array([[7.0]])) == b"7.0"
+    assert encoders.encode_csv(np.array([1.5, 2.0, -3.25])) == b"1.5\n2.0\n-3.25\n"
+    assert encoders.encode_csv(np.array([[1, 2, 3], [4, 5, 6]])) == b"1,2,3\n4,5,6\n"
+    assert encoders.encode_csv([[1.5, "a"], [2, "b"]]) == b"1.5,a\n2,b\n"
+    assert encoders.encode_csv([(1, 2), (3, 4)]) == b"1,2\n3,4\n"
+    assert encoders.encode_csv(np.array([[7.0]])) == b"7.0\n"
 
 
-def test_csv_has_no_trailing_newline_and_no_header():
-    body = encoders.encode_csv(np.arange(4).reshape(2, 2))
-    assert not body.endswith(b"\n")
-    assert body.split(b"\n")[0] == b"0,1"
+def test_csv_ends_every_line_with_a_newline_and_has_no_header():
+    for body in (encoders.encode_csv(np.arange(4).reshape(2, 2)), encoders.encode_csv(np.arange(4.0).reshape(2, 2)),
+                 encoders.encode_csv(np.array([0.5])), encoders.encode_csv([["a", 1]])):
+        assert body.endswith(b"\n") and not body.endswith(b"\n\n"), body
+    assert encoders.encode_csv(np.arange(4).reshape(2, 2)).split(b"\n")[0] == b"0,1"
+
+
+@pytest.mark.parametrize("encode, media", [(encoders.encode_csv, "text/csv"),
+                                          (encoders.encode_jsonlines, "application/jsonlines")])
+@pytest.mark.parametrize("first, second", [(np.array([[0.09000928699970245, 1.0]]), np.array([[0.125, 2.0]])),
+                                           (np.arange(6.0).reshape(3, 2), np.arange(4.0).reshape(2, 2) + 0.5)])
+def test_responses_concatenated_as_batch_transform_does_keep_their_rows_apart(encode, media, first, second):
+    # AssembleWith=None joins the mini-batches' responses as they are: every row must stay a row.
+    joined = encode(first) + encode(second)
+    rows = decoders.decode(joined, parse(media))
+    np.testing.assert_array_equal(np.asarray(rows, dtype=float), np.vstack([first, second]))
+    assert joined.count(b"\n") == len(first) + len(second)
 
 
 def test_csv_quotes_strings_that_need_it():
     body = encoders.encode_csv([["a,b", 'say "hi"', "plain", "two\nlines"]])
-    assert body == b'"a,b","say ""hi""",plain,"two\nlines"'
+    assert body == b'"a,b","say ""hi""",plain,"two\nlines"\n'
     assert decoders.decode(body, parse("text/csv")) == [["a,b", 'say "hi"', "plain", "two\nlines"]]
 
 
@@ -100,10 +113,10 @@ def test_json_keeps_legitimate_nulls():
     assert encoders.encode_json({"label": None, "scores": [1.0, None]}) == b'{"label":null,"scores":[1.0,null]}'
 
 
-def test_jsonlines_one_value_per_row_no_trailing_newline():
+def test_jsonlines_one_value_per_row_each_line_ended():
     body = encoders.encode_jsonlines(np.array([[1.0, 2.0], [3.0, 4.0]]))
-    assert body == b"[1.0,2.0]\n[3.0,4.0]"
-    assert encoders.encode_jsonlines([{"a": 1}, {"a": 2}]) == b'{"a":1}\n{"a":2}'
+    assert body == b"[1.0,2.0]\n[3.0,4.0]\n"
+    assert encoders.encode_jsonlines([{"a": 1}, {"a": 2}]) == b'{"a":1}\n{"a":2}\n'
 
 
 @pytest.mark.parametrize("array", [

@@ -45,7 +45,7 @@ def test_json_prediction(service):
 
 def test_csv_in_csv_out_with_parameters(service):
     response = invoke(service, b"1,2\n3,4\n", "text/csv; charset=utf-8", "text/csv; charset=utf-8")
-    assert (response.status, response.content_type, response.body) == (200, CSV, b"5.0\n11.0")
+    assert (response.status, response.content_type, response.body) == (200, CSV, b"5.0\n11.0\n")
 
 
 def test_jsonlines_and_npy(service):
@@ -58,7 +58,7 @@ def test_npy_request(service):
     buffer = io.BytesIO()
     np.save(buffer, np.array([[2.0, 0.5]]))
     response = invoke(service, buffer.getvalue(), "application/x-npy", "text/csv")
-    assert (response.status, response.body) == (200, b"3.0")
+    assert (response.status, response.body) == (200, b"3.0\n")
 
 
 @pytest.mark.parametrize(("body", "content_type", "accept", "status", "title", "fragment"), [
@@ -179,13 +179,13 @@ def test_default_accept_override_is_used_for_missing_and_wildcard_accept(service
     service = Service(service.handler, service.model, default)
     for accept in (None, "*/*"):
         response = invoke(service, b"[[1, 1]]", accept=accept)
-        assert (response.status, response.content_type, response.body) == (200, CSV, b"3.0")
+        assert (response.status, response.content_type, response.body) == (200, CSV, b"3.0\n")
 
 
 def test_default_accept_alias_is_resolved(service):
     service = Service(service.handler, service.model, "application/x-jsonlines")
     response = invoke(service, b"[[1, 1], [2, 2]]")
-    assert (response.status, response.content_type, response.body) == (200, "application/jsonlines", b"3.0\n6.0")
+    assert (response.status, response.content_type, response.body) == (200, "application/jsonlines", b"3.0\n6.0\n")
 
 
 class AnyOutputHandler(Handler):

@@ -118,7 +118,7 @@ def test_load_then_invoke_each_model(mme, make_model):
     assert response.json()["modelName"] == "a"
     assert load(mme, "b", make_model("b", [10, 20])).status == 200
     assert invoke(mme, "a", b"[[1, 1], [2, 0]]").json() == [3.0, 2.0]
-    assert invoke(mme, "b", b"[[1, 1]]", accept="text/csv").body == b"30.0"
+    assert invoke(mme, "b", b"[[1, 1]]", accept="text/csv").body == b"30.0\n"
 
 
 def test_list_and_describe(mme, make_model):
@@ -197,7 +197,7 @@ def test_target_model_header_routes_invocations(mme, make_model):
     load(mme, "a", make_model("a", [1, 2]))
     load(mme, "b", make_model("b", [3, 4]))
     headers = {"content-type": "text/csv", "accept": "text/csv"}
-    for name, expected in (("a", b"3.0"), ("b", b"7.0")):
+    for name, expected in (("a", b"3.0\n"), ("b", b"7.0\n")):
         response = mme.request("POST", "/invocations", {**headers, "X-Amzn-SageMaker-Target-Model": name}, b"1,1")
         assert (response.status, response.body) == (200, expected)
     missing = mme.request("POST", "/invocations", {**headers, "X-Amzn-SageMaker-Target-Model": "c"}, b"1,1")
@@ -213,7 +213,7 @@ def test_invocation_errors_are_those_of_single_model_mode(mme, make_model):
     assert error(invoke(mme, "a", content_type="image/png"))[0] == 415
     assert error(invoke(mme, "a", accept="image/png"))[0] == 406
     csv = invoke(mme, "a", b"[[1, 2]]", accept="text/csv; q=1")
-    assert (csv.status, csv.headers["content-type"], csv.body) == (200, "text/csv", b"3.0")
+    assert (csv.status, csv.headers["content-type"], csv.body) == (200, "text/csv", b"3.0\n")
     assert invoke(mme, "a", x_amzn_requestid="req-1").headers["x-request-id"] == "req-1"
 
 
@@ -227,7 +227,7 @@ def test_default_accept_applies_per_model(start, make_model):
     client = start(SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT="text/csv")
     load(client, "a", make_model("a", [1, 1]))
     response = invoke(client, "a", accept="*/*")
-    assert (response.headers["content-type"], response.body) == ("text/csv", b"2.0")
+    assert (response.headers["content-type"], response.body) == ("text/csv", b"2.0\n")
 
 
 def test_model_names_may_hold_encoded_slashes(mme, make_model):

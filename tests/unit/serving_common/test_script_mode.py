@@ -81,7 +81,7 @@ def test_model_fn_only(linear_handler, model_dir):
     """)
     assert isinstance(handler, ScriptHandler)
     response = serve(handler, model_dir, b"[[1, 1]]", accept="text/csv")
-    assert (response.status, response.body) == (200, b"30.0")  # base decode/predict/encode, script's model
+    assert (response.status, response.body) == (200, b"30.0\n")  # base decode/predict/encode, script's model
 
 
 def test_input_fn_only(linear_handler, model_dir):
@@ -92,7 +92,7 @@ def test_input_fn_only(linear_handler, model_dir):
             return np.array([[float(x) for x in body.decode().split()]])
     """)
     response = serve(handler, model_dir, b"2 3", "text/plain; charset=utf-8", "text/csv")
-    assert (response.status, response.body, response.content_type) == (200, b"8.0", CSV)
+    assert (response.status, response.body, response.content_type) == (200, b"8.0\n", CSV)
 
 
 def test_input_fn_accepts_any_content_type_but_the_base_still_negotiates_accept(linear_handler, model_dir):
@@ -111,7 +111,7 @@ def test_predict_fn_only(linear_handler, model_dir):
             return (data @ model) * -1
     """)
     response = serve(handler, model_dir, b"1,2", "text/csv", "text/csv")
-    assert (response.status, response.body) == (200, b"-5.0")
+    assert (response.status, response.body) == (200, b"-5.0\n")
     assert handler.content_types == linear_handler.content_types  # decoding is still the container's
 
 
@@ -259,7 +259,7 @@ def test_script_can_import_its_siblings(linear_handler, model_dir):
         def predict_fn(data, model):
             return data @ model * smkit_helper_module.SCALE
     """)
-    assert serve(handler, model_dir, b"[[1, 0]]", accept="text/csv").body == b"7.0"
+    assert serve(handler, model_dir, b"[[1, 0]]", accept="text/csv").body == b"7.0\n"
 
 
 def test_script_with_dataclasses_and_postponed_annotations_imports(linear_handler, model_dir):
@@ -274,14 +274,14 @@ def test_script_with_dataclasses_and_postponed_annotations_imports(linear_handle
         def predict_fn(data, model):
             return data @ model + Offset().value
     """)
-    assert serve(handler, model_dir, b"[[1, 1]]", accept="text/csv").body == b"3.5"
+    assert serve(handler, model_dir, b"[[1, 1]]", accept="text/csv").body == b"3.5\n"
 
 
 def test_default_accept_from_the_script(linear_handler, model_dir):
     handler = scripted(linear_handler, model_dir, 'DEFAULT_ACCEPT = "text/csv"\n')
     assert handler.default_accept == "text/csv"
     response = serve(handler, model_dir, b"[[2, 2]]")
-    assert (response.content_type, response.body) == (CSV, b"6.0")
+    assert (response.content_type, response.body) == (CSV, b"6.0\n")
 
 
 def test_script_in_submit_directory_is_used(tmp_path, linear_handler, model_dir):
@@ -291,7 +291,7 @@ def test_script_in_submit_directory_is_used(tmp_path, linear_handler, model_dir)
     """)
     settings = Settings.from_env({"SAGEMAKER_SUBMIT_DIRECTORY": f"file://{tmp_path / 'src'}"})
     handler = with_user_script(linear_handler(), settings, model_dir)
-    assert serve(handler, model_dir, b"[[1, 1]]", accept="text/csv").body == b"from submit dir"
+    assert serve(handler, model_dir, b"[[1, 1]]", accept="text/csv").body == b"from submit dir\n"
     assert str(tmp_path / "src") in sys.path
 
 
@@ -303,4 +303,4 @@ def test_input_fn_without_content_type_gets_octet_stream(linear_handler, model_d
             return np.array([[len(body), 0]])
     """)
     response = serve(handler, model_dir, b"abc", None, "text/csv")
-    assert (response.status, response.body) == (200, b"3.0")
+    assert (response.status, response.body) == (200, b"3.0\n")

@@ -172,3 +172,16 @@ def test_log_level_is_validated():
     assert Settings.from_env({"SMKIT_LOG_LEVEL": "debug"}).log_level == "DEBUG"
     with pytest.raises(SettingsError, match="SMKIT_LOG_LEVEL"):
         Settings.from_env({"SMKIT_LOG_LEVEL": "chatty"})
+
+
+def test_record_rule_overrides_only_what_the_environment_sets():
+    record_rule_overrides = s.record_rule_overrides
+    assert record_rule_overrides({}) == {}
+    assert record_rule_overrides({"SMKIT_MAX_MISSING_FIELDS": "auto"}) == {"max_missing_fields": None}
+    assert record_rule_overrides({"SMKIT_MAX_MISSING_FIELDS": "2", "SMKIT_UNKNOWN_FIELDS": "Error"}) == {
+        "max_missing_fields": 2, "unknown_fields": "error"}
+    for env, message in (({"SMKIT_MAX_MISSING_FIELDS": "-1"}, "must be >= 0"),
+                         ({"SMKIT_MAX_MISSING_FIELDS": "many"}, "is not an integer"),
+                         ({"SMKIT_UNKNOWN_FIELDS": "loud"}, "is not one of error, warn, ignore")):
+        with pytest.raises(SettingsError, match=message):
+            record_rule_overrides(env)

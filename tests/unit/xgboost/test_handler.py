@@ -7,12 +7,14 @@ import json
 import logging
 import os
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
 import orjson
 import pytest
 import scipy.sparse
+import xgboost
 
 from serving_common.content_types import CSV, JSON, JSONLINES, LIBSVM, NPY, parse
 from serving_common.errors import BadRequest
@@ -85,9 +87,26 @@ def test_load_reads_the_model_and_its_meta(regression_model):
 
 
 def test_load_without_meta_still_serves(regression_model, tmp_path):
-    shutil.copy(regression_model / "xgboost-model", tmp_path / "xgboost-model")
+    shutil.copy(regression_model / "xgboost-model.ubj", tmp_path / "xgboost-model.ubj")
     model = XGBoostHandler().load(tmp_path)
     assert model.objective is None and model.num_features == 3
+
+
+def test_models_saved_under_the_old_name_still_load(regression_model, tmp_path):
+    # earlier versions saved SageMaker's name, xgboost-model, without the suffix XGBoost 3 wants
+    shutil.copy(regression_model / "xgboost-model.ubj", tmp_path / "xgboost-model")
+    shutil.copy(regression_model / "xgboost-meta.json", tmp_path / "xgboost-meta.json")
+    model = XGBoostHandler().load(tmp_path)
+    assert model.num_features == 3 and model.objective == "reg:squarederror"
+    expected = xgboost.Booster(model_file=str(regression_model / "xgboost-model.ubj")).inplace_predict(ROWS)
+    np.testing.assert_array_equal(model.booster.inplace_predict(ROWS), expected)
+
+
+def test_the_model_file_loads_in_xgboost_without_a_format_warning(regression_model):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # XGBoost 3 warns "Unknown file format" for a name without .ubj/.json
+        booster = xgboost.Booster(model_file=str(regression_model / "xgboost-model.ubj"))
+    assert booster.num_boosted_rounds() == 5
 
 
 def test_load_without_a_model_names_the_folder(tmp_path):
@@ -212,7 +231,7 @@ def test_json_lines_output(regression_model):
     handler = XGBoostHandler()
     model = handler.load(regression_model)
     expected = model.predict_dense(ROWS).tolist()
-    lines = invoke(handler, model, csv_body(ROWS), CSV, JSONLINES).split(b"\n")
+    lines = invoke(handler, model, csv_body(ROWS), CSV, JSONLINES).splitlines()
     assert [orjson.loads(line) for line in lines] == [{"score": score} for score in expected]
 
 
@@ -221,14 +240,16 @@ def test_csv_output_one_score_per_line(regression_model):
     model = handler.load(regression_model)
     expected = model.predict_dense(ROWS)
     text = invoke(handler, model, json.dumps({"instances": ROWS.tolist()}).encode(), JSON, CSV).decode()
-    assert [float(line) for line in text.split("\n")] == expected.tolist()  # exact round trip
+    assert [float(line) for line in text.splitlines()] == expected.tolist()  # exact round trip
 
 
 def test_npy_output(regression_model):
     handler = XGBoostHandler()
     model = handler.load(regression_model)
     body = invoke(handler, model, csv_body(ROWS), CSV, NPY)
-    np.testing.assert_array_equal(np.load(io.BytesIO(body)), model.predict_dense(ROWS))
+    scores = np.load(io.BytesIO(body))
+    np.testing.assert_array_equal(scores, model.predict_dense(ROWS))
+    assert scores.dtype == np.float32 and scores.shape == (3,)  # XGBoost's own type (docs/formats.md)
 
 
 def test_softprob_rows(softprob_model):
@@ -241,10 +262,10 @@ def test_softprob_rows(softprob_model):
 
     body = orjson.loads(invoke(handler, model, csv_body(ROWS), CSV, JSON))
     assert body == {"predictions": [{"score": row} for row in expected.tolist()]}
-    lines = invoke(handler, model, csv_body(ROWS), CSV, JSONLINES).split(b"\n")
+    lines = invoke(handler, model, csv_body(ROWS), CSV, JSONLINES).splitlines()
     assert [orjson.loads(line) for line in lines] == [{"score": row} for row in expected.tolist()]
     text = invoke(handler, model, csv_body(ROWS), CSV, CSV).decode()
-    assert [[float(v) for v in line.split(",")] for line in text.split("\n")] == expected.tolist()
+    assert [[float(v) for v in line.split(",")] for line in text.splitlines()] == expected.tolist()
 
 
 # --- threads -----------------------------------------------------------------------------------------

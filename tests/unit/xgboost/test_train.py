@@ -26,7 +26,7 @@ NUMBER = r"[-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?"
 def booster(base: Path) -> xgboost.Booster:
     with warnings.catch_warnings():  # "Unknown file format: ``. Using UBJSON": the SageMaker name has no suffix
         warnings.simplefilter("ignore")
-        return xgboost.Booster(model_file=str(base / "model" / "xgboost-model"))
+        return xgboost.Booster(model_file=str(base / "model" / "xgboost-model.ubj"))
 
 
 def meta(base: Path) -> dict:
@@ -43,7 +43,7 @@ def test_model_and_meta_are_saved_and_loadable(opt_ml, capsys):
     base = opt_ml(hyperparameters={"num_round": "8", **FAST}, channels={"train": {"a.csv": csv_text(table)}})
     assert run(train, HYPERPARAMETERS, base=base) == 0, failure(base)
     assert sorted(p.name for p in (base / "model").iterdir()) == [
-        "xgboost-forest.npz", "xgboost-meta.json", "xgboost-model"]
+        "xgboost-forest.npz", "xgboost-meta.json", "xgboost-model.ubj"]
     assert not (base / "output" / "failure").exists()
     model = booster(base)
     assert model.num_boosted_rounds() == 8 and model.num_features() == 3
@@ -111,7 +111,7 @@ def test_early_stopping_needs_a_validation_channel(opt_ml):
                   channels={"train": {"a.csv": csv_text(regression_table(50))}})
     assert run(train, HYPERPARAMETERS, base=base) == 1
     assert failure(base) == "TrainingError: early_stopping_rounds needs a validation channel\n"
-    assert not (base / "model" / "xgboost-model").exists()
+    assert not (base / "model" / "xgboost-model.ubj").exists()
 
 
 def test_checkpoints_every_n_rounds_keep_the_two_newest(opt_ml):
@@ -215,7 +215,7 @@ def test_validation_with_another_feature_count_fails(opt_ml):
                             "validation": {"v.csv": csv_text(regression_table(20, features=2))}})
     assert run(train, HYPERPARAMETERS, base=base) == 1
     assert failure(base) == "TrainingError: the validation channel has 2 features, the train channel 3\n"
-    assert not (base / "model" / "xgboost-model").exists()
+    assert not (base / "model" / "xgboost-model.ubj").exists()
 
 
 def test_libsvm_validation_may_lack_the_highest_indices(opt_ml, capsys):
