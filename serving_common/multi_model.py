@@ -60,7 +60,16 @@ import orjson
 from . import content_types
 from .app import InferenceApp, Receive, Scope, Send, _header, _send, build_service
 from .asgi import ClientDisconnected, read_body
-from .errors import BadRequest, Conflict, HTTPError, InsufficientStorage, MethodNotAllowed, ModelError, NotFound
+from .errors import (
+    BadRequest,
+    Conflict,
+    HTTPError,
+    InsufficientStorage,
+    MethodNotAllowed,
+    ModelError,
+    NotFound,
+    describe,
+)
 from .handler import Handler
 from .invocations import Request, Response, Service, error_response
 from .script_mode import release_script
@@ -416,7 +425,7 @@ class MultiModelApp(InferenceApp):
         try:
             self._ensure(entry)
         except Exception as exc:
-            self.failed[entry.token] = f"{type(exc).__name__}: {exc}"
+            self.failed[entry.token] = describe(exc)
             log.error("model %r from %s failed to load in this worker: %s", entry.name, entry.url,
                       self.failed[entry.token])
         finally:
@@ -440,8 +449,7 @@ class MultiModelApp(InferenceApp):
             loaded = self._ensure(current)
         except Exception as exc:
             log.error("model %r failed to load in this worker: %s: %s", entry.name, type(exc).__name__, exc)
-            return error_response(ModelError(
-                f"model {entry.name!r} failed to load in this worker: {type(exc).__name__}: {exc}"))
+            return error_response(ModelError(f"model {entry.name!r} failed to load in this worker: {describe(exc)}"))
         return loaded.service.invoke(request)
 
     # -- requests ---------------------------------------------------------------------------------------------
@@ -454,7 +462,7 @@ class MultiModelApp(InferenceApp):
             entry = self._sync().models.get(model)
         except Exception as exc:  # the registry cannot be read: say so in the usual error body
             log.exception("reading the model registry failed")
-            return error_response(HTTPError(f"reading the model registry failed: {type(exc).__name__}: {exc}"))
+            return error_response(HTTPError(f"reading the model registry failed: {describe(exc)}"))
         if entry is None:
             return error_response(NotFound(f"Model not found: {model}"))
         return await self._run(functools.partial(self._predict, entry), request)
@@ -493,7 +501,7 @@ class MultiModelApp(InferenceApp):
             response = error_response(exc)
         except Exception as exc:  # e.g. the registry's folder is full or gone
             log.exception("%s %s failed", method, scope["path"])
-            response = error_response(HTTPError(f"{type(exc).__name__}: {exc}"))
+            response = error_response(HTTPError(describe(exc)))
         await _send(send, response)
         access_log.info("%s %s status=%d ms=%.3f", method, scope["path"], response.status,
                         (time.perf_counter() - started) * 1e3)
@@ -567,7 +575,7 @@ class MultiModelApp(InferenceApp):
                     self.executor, self._load_measured, path, token)
             except Exception as exc:
                 log.error("model %r from %s failed to load: %s: %s", name, url, type(exc).__name__, exc)
-                raise ModelError(f"loading model {name!r} from {url} failed: {type(exc).__name__}: {exc}") from None
+                raise ModelError(f"loading model {name!r} from {url} failed: {describe(exc)}") from None
             per_worker = max(on_disk, growth)
             entry = Entry(name, url, str(path), token, per_worker, per_worker * workers)
             with self.registry.transaction() as state:

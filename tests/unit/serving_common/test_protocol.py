@@ -1,0 +1,135 @@
+"""The HTTP layer of a real server (gunicorn + our uvicorn workers, on loopback): bounded request heads,
+protocol errors in our JSON format, and a SIGTERM that answers every request that has arrived."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from serving_common.protocol import MAX_HEAD_BYTES, MAX_HEADERS, MAX_URL_BYTES
+
+SERVER = Path(__file__).with_name("slow_server.py")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start(tmp_path: Path, workers: int = 1, delay_s: float = 0.0) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    env = {**os.environ, "SAGEMAKER_MODEL_SERVER_WORKERS": str(workers), "SLOW_SERVER_DELAY_S": str(delay_s),
+           "SMKIT_INLINE_PREDICTIONS": "false"}
+    process = subprocess.Popen([sys.executable, str(SERVER), str(port), str(tmp_path)], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                sock.sendall(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
+                if sock.recv(100).startswith(b"HTTP/1.1 200"):
+                    return process, port
+        except OSError:
+            time.sleep(0.05)
+    process.kill()
+    raise AssertionError(f"the server did not start: {process.communicate()[0].decode()[-2000:]}")
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[int]:
+    process, port = start(tmp_path)
+    yield port
+    process.terminate()
+    process.wait(timeout=30)
+
+
+def exchange(port: int, data: bytes, read_timeout_s: float = 10.0) -> tuple[int, dict[str, str], dict]:
+    """Send raw bytes; return the status, headers and JSON body of the answer (the server then closes)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=read_timeout_s) as sock:
+        try:
+            sock.sendall(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server answered and closed before taking all of it: read the answer
+        answer = b""
+        while True:
+            try:
+                chunk = sock.recv(65536)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.lower().split(": ", 1) for line in lines[1:])
+    return int(lines[0].split()[1]), headers, json.loads(body)
+
+
+def test_a_header_without_an_end_is_431_json_and_closed(server):
+    # 1 MiB of one header line that never ends: refused once the head passes its limit, not buffered.
+    status, headers, body = exchange(server, b"GET /ping HTTP/1.1\r\nX-Big: " + b"a" * (1024 * 1024))
+    assert status == 431
+    assert headers["content-type"] == "application/json" and headers["connection"] == "close"
+    assert body["error"] == "RequestHeaderFieldsTooLarge" and str(MAX_HEAD_BYTES) in body["message"]
+
+
+def test_too_many_headers_is_431(server):
+    fields = b"".join(b"X-%d: 1\r\n" % i for i in range(MAX_HEADERS + 1))
+    status, _, body = exchange(server, b"GET /ping HTTP/1.1\r\nHost: x\r\n" + fields + b"\r\n")
+    assert status == 431 and str(MAX_HEADERS) in body["message"]
+
+
+def test_a_long_url_is_414(server):
+    status, _, body = exchange(server, b"GET /" + b"a" * (MAX_URL_BYTES + 1) + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert status == 414 and body["error"] == "URITooLong"
+
+
+def test_a_malformed_request_is_400_json(server):
+    status, headers, body = exchange(server, b"NOT HTTP AT ALL\r\n\r\n")
+    assert status == 400 and headers["content-type"] == "application/json"
+    assert body["error"] == "BadRequest" and body["message"].startswith("invalid HTTP request")
+
+
+def test_heads_within_the_limits_are_served(server):
+    connection = http.client.HTTPConnection("127.0.0.1", server, timeout=10)
+    fields = {f"X-{i}": "v" * 100 for i in range(MAX_HEADERS - 5)}
+    connection.request("POST", "/invocations?" + "q" * (MAX_URL_BYTES - 100), body=b"1,2\n",
+                       headers={"Content-Type": "text/csv", **fields})
+    answer = connection.getresponse()
+    assert answer.status == 200 and answer.read() == b"4"
+
+
+def test_sigterm_answers_every_request_that_has_arrived(tmp_path):
+    """Large requests queue behind a slow prediction; SIGTERM once their bodies are sent: every one gets
+    its answer (uvicorn alone resets those it has not read yet), and the server then exits 0."""
+    process, port = start(tmp_path, workers=2, delay_s=0.05)
+    body = b"1," * (512 * 1024)  # 1 MiB
+    count = 24
+    sent = concurrent.futures.ThreadPoolExecutor(count)
+
+    def post() -> tuple[int, bytes]:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        connection.request("POST", "/invocations", body=body, headers={"Content-Type": "text/csv"})
+        answer = connection.getresponse()
+        return answer.status, answer.read()
+
+    futures = [sent.submit(post) for _ in range(count)]
+    time.sleep(0.3)  # every body on its way; the last ones wait behind ~24 x 50 ms of predictions
+    process.send_signal(signal.SIGTERM)
+    answers = [future.result(timeout=40) for future in futures]
+    assert answers == [(200, str(len(body)).encode())] * count
+    assert process.wait(timeout=30) == 0
+    with pytest.raises(OSError):  # and the port is closed afterwards
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
