@@ -33,6 +33,8 @@ INLINE_PREDICTIONS = "SMKIT_INLINE_PREDICTIONS"
 # Multi-model endpoints: memory the loaded models may take, all workers together (MB). Unset: a
 # fraction of the container's memory limit (serving_common.multi_model.memory_budget_bytes).
 MME_MEMORY_BUDGET_MB = "SMKIT_MME_MEMORY_BUDGET_MB"
+# Multi-model endpoints: the only folder models are loaded from (SageMaker's /opt/ml/models).
+MODELS_ROOT = "SMKIT_MODELS_ROOT"
 
 DEFAULT_PORT = 8080
 DEFAULT_TIMEOUT_S = 60
@@ -164,6 +166,7 @@ class Settings:
             multi_model=_bool(env, MULTI_MODEL),
             safe_port_range=_port_range(env),
             model_dir=Path(env.get(MODEL_DIR, "").strip() or "/opt/ml/model"),
+            models_dir=Path(env.get(MODELS_ROOT, "").strip() or "/opt/ml/models"),
             worker_user=env.get(WORKER_USER, "").strip() or None,
             log_level=_log_level(env),
             access_log=_bool(env, ACCESS_LOG, default=False),
