@@ -604,9 +604,15 @@ def test_unloading_returns_the_memory_of_the_model(mme, make_model, linear_handl
     to the system (glibc kept it in its arenas before ``return_memory``)."""
     from serving_common.multi_model import rss_bytes
 
+    keepers: list[bytes] = []
+
     class ManySmallObjects(linear_handler):
         def load(self, model_dir):
-            return super().load(model_dir), [bytes(200) + bytes([i % 256]) for i in range(400_000)]  # ~100 MB
+            # ~100 MB of 1 KB blocks (glibc's heap, not pymalloc's arenas), then a block that outlives them
+            # at the heap's top: the freed blocks below it are only returned by malloc_trim
+            model = [bytes(1000) + bytes([i % 256]) for i in range(100_000)]
+            keepers.append(bytes(1000) + b"k")
+            return super().load(model_dir), model
 
         def predict(self, model, data, context):
             return super().predict(model[0], data, context)
