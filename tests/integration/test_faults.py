@@ -1,0 +1,122 @@
+"""Faults and hostile input against the real images (issue 13): every failure prompt, named and bounded.
+
+The HTTP layer's bounds and the SIGTERM drain are also tested on a real server outside Docker
+(tests/unit/serving_common/test_protocol.py); here they are shown in the images as shipped.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+import requests
+
+from local_test.docker_run import OptMl, ServingContainer, train
+from local_test.orders import make_orders, write_jsonl
+
+pytestmark = pytest.mark.docker
+
+
+def raw_exchange(url: str, data: bytes) -> tuple[int, dict[str, str], dict]:
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        try:
+            sock.sendall(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    return int(lines[0].split()[1]), dict(line.lower().split(": ", 1) for line in lines[1:]), json.loads(body)
+
+
+def test_an_empty_model_file_stops_the_container_once_with_a_named_error(docker, image_of, tmp_path):
+    (tmp_path / "xgboost-model").write_bytes(b"")
+    with ServingContainer(docker, image_of("xgboost"), tmp_path, env={"SAGEMAKER_MODEL_SERVER_WORKERS": "2"}) as server:
+        assert server.wait_exit(timeout=30) != 0  # no crash loop: the container stops
+        logs = server.logs()
+    assert "MODEL LOAD FAILED: XGBoostError: /opt/ml/model/xgboost-model is empty (0 bytes)" in logs
+    assert "terminate called" not in logs
+    assert logs.count("Booting worker") <= 2  # each worker boots once, fails, and the server stops
+
+
+@pytest.fixture(scope="module")
+def mme(docker, image_of, tmp_path_factory):
+    """An empty multi-model xgboost endpoint; /opt/ml/models holds an empty and a corrupt model."""
+    models = tmp_path_factory.mktemp("faults-mme")
+    (models / "empty").mkdir()
+    (models / "empty" / "xgboost-model").write_bytes(b"")
+    (models / "corrupt").mkdir()
+    (models / "corrupt" / "xgboost-model").write_bytes(b"not a model")
+    env = {"SAGEMAKER_MULTI_MODEL": "true", "SAGEMAKER_MODEL_SERVER_WORKERS": "2"}
+    volumes = {str(models): {"bind": "/opt/ml/models", "mode": "ro"}}
+    with ServingContainer(docker, image_of("xgboost"), None, env=env, volumes=volumes) as server:
+        server.wait_ready()
+        yield server
+
+
+def test_multi_model_bad_model_files_are_500_in_one_line_and_the_worker_lives(mme):
+    empty = requests.post(f"{mme.url}/models", json={"model_name": "e", "url": "/opt/ml/models/empty"}, timeout=30)
+    assert empty.status_code == 500
+    assert "is empty (0 bytes)" in empty.json()["message"]
+    corrupt = requests.post(f"{mme.url}/models", json={"model_name": "c", "url": "/opt/ml/models/corrupt"}, timeout=30)
+    message = corrupt.json()["message"]
+    assert corrupt.status_code == 500 and "Invalid model format" in message
+    assert "\n" not in message and "Stack trace" not in message and "libxgboost" not in message
+    assert "/opt/venv" not in message and "c_api.cc" not in message
+    assert "Stack trace" in mme.logs()  # the detail is in the log (on one line)
+    assert requests.get(f"{mme.url}/ping", timeout=5).status_code == 200
+
+
+@pytest.mark.parametrize("url", ["/etc", "/proc/self", "/", "/nowhere", "/opt/ml/models/../../etc"])
+def test_multi_model_url_outside_the_models_root_is_one_400(mme, url):
+    answer = requests.post(f"{mme.url}/models", json={"model_name": "x", "url": url}, timeout=30)
+    assert (answer.status_code, answer.json()) == (400, {
+        "error": "BadRequest", "message": "url must be a folder under the models root /opt/ml/models"})
+
+
+def test_multi_model_name_with_surrounding_blanks_is_refused(mme):
+    answer = requests.post(f"{mme.url}/models", json={"model_name": " spaced ", "url": "/opt/ml/models/corrupt"},
+                           timeout=30)
+    assert answer.status_code == 400
+
+
+def test_a_path_with_a_newline_cannot_forge_a_log_line(mme):
+    forged = "2026-01-01 00:00:00,000 ERROR [1] serving_common: FORGED"
+    assert requests.get(f"{mme.url}/models/x%0A{forged.replace(' ', '%20')}", timeout=5).status_code == 404
+    lines = mme.logs().splitlines()
+    assert not any(line.startswith("2026-01-01") for line in lines)
+    assert any("x\\x0a2026-01-01" in line for line in lines)
+
+
+def test_header_bounds_and_protocol_errors_answer_json(mme):
+    status, headers, body = raw_exchange(mme.url, b"GET /ping HTTP/1.1\r\nX-Big: " + b"a" * (2 * 1024 * 1024))
+    assert (status, headers["content-type"], body["error"]) == (431, "application/json", "RequestHeaderFieldsTooLarge")
+    status, headers, body = raw_exchange(mme.url, b"BROKEN\r\n\r\n")
+    assert (status, headers["content-type"], body["error"]) == (400, "application/json", "BadRequest")
+    assert requests.get(f"{mme.url}/ping", timeout=5).status_code == 200
+
+
+@pytest.fixture(scope="module")
+def preprocess_model(docker, image_of, tmp_path_factory) -> Path:
+    opt_ml = OptMl(tmp_path_factory.mktemp("faults-pre"), {"label": "default", "drop": "order_id"},
+                   {"train": {"ContentType": "application/jsonlines"}})
+    write_jsonl(make_orders(200, seed=3), opt_ml.channel_dir("train") / "orders.jsonl")
+    result = train(docker, image_of("preprocess"), opt_ml)
+    assert result.exit_code == 0, result.logs
+    return opt_ml.model_dir
+
+
+def test_deep_json_is_400_naming_the_limit(docker, image_of, preprocess_model):
+    deep = b'{"a":' * 1000 + b"1" + b"}" * 1000  # parses (orjson allows 1,024 levels); was a 500 RecursionError
+    with ServingContainer(docker, image_of("preprocess"), preprocess_model) as server:
+        server.wait_ready()
+        answer = server.invoke(deep, "application/json")
+        lines = server.invoke(b'{"a": 1}\n' + deep, "application/jsonlines")
+    message = "JSON nests arrays and objects deeper than 64 levels"
+    assert (answer.status_code, answer.json()["message"]) == (400, message)
+    assert lines.status_code == 400 and "deeper than 64 levels" in lines.json()["message"]
