@@ -52,6 +52,8 @@ def mme(docker, image_of, tmp_path_factory):
     (models / "empty" / "xgboost-model").write_bytes(b"")
     (models / "corrupt").mkdir()
     (models / "corrupt" / "xgboost-model").write_bytes(b"not a model")
+    for path in (models, *models.rglob("*")):  # the workers run as an unprivileged account
+        path.chmod(0o755 if path.is_dir() else 0o644)
     env = {"SAGEMAKER_MULTI_MODEL": "true", "SAGEMAKER_MODEL_SERVER_WORKERS": "2"}
     volumes = {str(models): {"bind": "/opt/ml/models", "mode": "ro"}}
     with ServingContainer(docker, image_of("xgboost"), None, env=env, volumes=volumes) as server:
@@ -65,7 +67,7 @@ def test_multi_model_bad_model_files_are_500_in_one_line_and_the_worker_lives(mm
     assert "is empty (0 bytes)" in empty.json()["message"]
     corrupt = requests.post(f"{mme.url}/models", json={"model_name": "c", "url": "/opt/ml/models/corrupt"}, timeout=30)
     message = corrupt.json()["message"]
-    assert corrupt.status_code == 500 and "Invalid model format" in message
+    assert corrupt.status_code == 500 and "XGBoostError: Unknown construct" in message
     assert "\n" not in message and "Stack trace" not in message and "libxgboost" not in message
     assert "/opt/venv" not in message and "c_api.cc" not in message
     assert "Stack trace" in mme.logs()  # the detail is in the log (on one line)
@@ -87,7 +89,8 @@ def test_multi_model_name_with_surrounding_blanks_is_refused(mme):
 
 def test_a_path_with_a_newline_cannot_forge_a_log_line(mme):
     forged = "2026-01-01 00:00:00,000 ERROR [1] serving_common: FORGED"
-    assert requests.get(f"{mme.url}/models/x%0A{forged.replace(' ', '%20')}", timeout=5).status_code == 404
+    path = f"/models/x%0A{forged.replace(' ', '%20')}/invoke"  # a failed invocation is always logged
+    assert requests.post(mme.url + path, data=b"1", headers={"Content-Type": "text/csv"}, timeout=5).status_code == 404
     lines = mme.logs().splitlines()
     assert not any(line.startswith("2026-01-01") for line in lines)
     assert any("x\\x0a2026-01-01" in line for line in lines)
