@@ -128,13 +128,35 @@ def memory_limit_bytes(root: Path = Path("/")) -> int:
 REQUEST_MEMORY_FACTOR = 4
 
 
+#: Whatever the estimates say, no load may take the container's real memory (every process, models not
+#: yet given back included) plus room for the largest requests past this fraction of its limit.
+HARD_MEMORY_FRACTION = 0.9
+
+
+def memory_in_use_bytes(root: Path = Path("/")) -> int | None:
+    """Anonymous memory of the container's processes now (cgroup v2 ``anon``, v1 ``total_rss``; page cache
+    excluded: the kernel drops it under pressure); None without a cgroup to read."""
+    cgroup = root / "sys" / "fs" / "cgroup"
+    for path, key in ((cgroup / "memory.stat", "anon"), (cgroup / "memory" / "memory.stat", "total_rss")):
+        with suppress(OSError, ValueError):
+            for line in path.read_text().splitlines():
+                name, _, value = line.partition(" ")
+                if name == key:
+                    return int(value)
+    return None
+
+
+def request_room_bytes(settings: Settings) -> int:
+    """Memory every worker may need at once for the largest request it accepts."""
+    return settings.workers * REQUEST_MEMORY_FACTOR * settings.max_payload_bytes
+
+
 def memory_budget_bytes(settings: Settings, root: Path = Path("/")) -> int:
     """What loaded models may take: ``SMKIT_MME_MEMORY_BUDGET_MB``, else ``DEFAULT_MEMORY_FRACTION`` of the
     memory limit less room for every worker to hold the largest request it accepts at once."""
     if settings.mme_memory_budget_mb is not None:
         return int(settings.mme_memory_budget_mb * MB)
-    requests = settings.workers * REQUEST_MEMORY_FACTOR * settings.max_payload_bytes
-    return max(0, int(memory_limit_bytes(root) * DEFAULT_MEMORY_FRACTION) - requests)
+    return max(0, int(memory_limit_bytes(root) * DEFAULT_MEMORY_FRACTION) - request_room_bytes(settings))
 
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -374,6 +396,7 @@ class MultiModelApp(InferenceApp):
         super().__init__(handler_factory, settings)
         self.registry = Registry(state_dir)
         self.budget_bytes = memory_budget_bytes(settings) if budget_bytes is None else budget_bytes
+        self.hard_limit_bytes = int(memory_limit_bytes() * HARD_MEMORY_FRACTION)
         self.models: dict[str, Loaded] = {}  # this worker's copies
         self.failed: dict[str, str] = {}  # token -> why a background load failed here (not retried there)
         self.heartbeat: Callable[[], None] | None = None  # set by the gunicorn worker
@@ -603,6 +626,13 @@ class MultiModelApp(InferenceApp):
                 f"loading {name!r} needs about {_mb(need)} MB ({basis}, x {self.settings.workers} workers) but "
                 f"{_mb(max(0, self.budget_bytes - used))} MB of the {_mb(self.budget_bytes)} MB budget are "
                 f"free ({MME_MEMORY_BUDGET_MB}): unload a model first")
+        in_use = memory_in_use_bytes()
+        if in_use is not None and in_use + need + request_room_bytes(self.settings) > self.hard_limit_bytes:
+            # The estimates are short: memory not given back after unloads, or reused so that a load's
+            # growth was measured low. Count what the container really holds.
+            raise InsufficientStorage(
+                f"loading {name!r} needs about {_mb(need)} MB but the container already uses {_mb(in_use)} MB "
+                f"of its {_mb(self.hard_limit_bytes)} MB, with room kept for requests: unload a model first")
 
     async def _load(self, scope: Scope, receive: Receive) -> Response:
         name, url = _parse_load(await read_body(receive, self.settings.max_payload_bytes,

@@ -174,3 +174,85 @@ def test_sigterm_answers_every_large_request_in_flight(docker, image_of, tmp_pat
         logs = server.logs()
     assert answers == [(200, rows)] * count, logs[-3000:]
     assert exit_code == 0
+
+
+def _anon_memory_mb(container) -> float:
+    """The container's anonymous memory (no page cache): what unloading models must give back."""
+    for path, key in (("/sys/fs/cgroup/memory.stat", "anon"), ("/sys/fs/cgroup/memory/memory.stat", "total_rss")):
+        output = container.exec_run(["cat", path]).output.decode()
+        for line in output.splitlines():
+            name, _, value = line.partition(" ")
+            if name == key:
+                return int(value) / 2**20
+    raise AssertionError("no cgroup memory.stat in the container")
+
+
+def test_multi_model_load_unload_cycles_under_a_memory_limit_return_memory_and_never_oom(docker, image_of, tmp_path):
+    """--memory 256m, 2 workers: load copies of a model until 507, unload them all, twice; the memory comes
+    back after each unload, and 5 MB requests after the second fill are answered (before: unloading
+    returned nothing, the second fill passed the limit and workers were killed for memory)."""
+    import numpy as np
+    import xgboost
+
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(1000, 20))
+    booster = xgboost.train({"objective": "binary:logistic", "max_depth": 6, "eta": 0.05},
+                            xgboost.DMatrix(features, label=features[:, 0] + rng.normal(size=1000) > 0),
+                            num_boost_round=150)
+    models = tmp_path / "models"
+    (models / "m").mkdir(parents=True)
+    booster.save_model(str(models / "m" / "xgboost-model.json"))
+    (models / "m" / "xgboost-model.json").rename(models / "m" / "xgboost-model")
+    for path in (models, *models.rglob("*")):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    container = docker.containers.run(
+        image_of("xgboost"), ["serve"], detach=True, read_only=True, tmpfs={"/tmp": ""}, mem_limit="256m",
+        environment={"SAGEMAKER_MULTI_MODEL": "true", "SAGEMAKER_MODEL_SERVER_WORKERS": "2"},
+        volumes={str(models): {"bind": "/opt/ml/models", "mode": "ro"}},
+        ports={"8080/tcp": ("127.0.0.1", None)})
+    try:
+        container.reload()
+        port = container.attrs["NetworkSettings"]["Ports"]["8080/tcp"][0]["HostPort"]
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{url}/ping", timeout=1).status_code == 200:
+                    break
+            except requests.RequestException:
+                time.sleep(0.1)
+        baseline = _anon_memory_mb(container)
+        figures = []
+        started = time.monotonic()
+        for _cycle in range(2):
+            loaded = []
+            for index in range(200):
+                answer = requests.post(f"{url}/models", json={"model_name": f"m{index}", "url": "/opt/ml/models/m"},
+                                       timeout=60)
+                if answer.status_code == 507:
+                    break
+                assert answer.status_code == 200, answer.text
+                loaded.append(f"m{index}")
+            else:
+                raise AssertionError("200 copies loaded without a 507: the budget does not bind")
+            full = _anon_memory_mb(container)
+            print(f"{len(loaded)} loaded at {time.monotonic() - started:.1f} s")
+            if _cycle == 1:  # the largest requests the endpoint accepts, with the budget full: answered
+                body = "\n".join(",".join(f"{v:.15f}" for v in row) for row in rng.normal(size=(15_000, 20)))
+                assert 5 * 2**20 < len(body) < 6 * 2**20
+                for _ in range(3):
+                    answer = requests.post(f"{url}/invocations", data=body.encode(), timeout=120, headers={
+                        "Content-Type": "text/csv", "X-Amzn-SageMaker-Target-Model": loaded[0]})
+                    assert answer.status_code == 200, answer.text[:300]
+            for name in loaded:
+                assert requests.delete(f"{url}/models/{name}", timeout=30).status_code == 200
+            time.sleep(1.5)  # every worker drops its copies within its next sync (0.25 s)
+            figures.append((len(loaded), round(full), round(_anon_memory_mb(container))))
+        logs = container.logs().decode(errors="replace")
+        print(f"baseline {baseline:.0f} MB; (models loaded, MB full, MB after unloading) per cycle: {figures}")
+        assert "SIGKILL" not in logs and "out of memory" not in logs.lower()
+        for count, full, after in figures:
+            assert count >= 5
+            assert after - baseline < (full - baseline) / 3, figures  # most of it came back
+    finally:
+        container.remove(force=True)
