@@ -133,3 +133,52 @@ def test_sigterm_answers_every_request_that_has_arrived(tmp_path):
     assert process.wait(timeout=30) == 0
     with pytest.raises(OSError):  # and the port is closed afterwards
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
+
+
+def test_the_pipeline_front_has_the_same_bounds_and_drains_on_sigterm(tmp_path):
+    """``python -m serving_common.pipeline`` in front of a slow stage: the same 431 / JSON 400, and a SIGTERM
+    to the front with large requests in flight answers every one of them."""
+    stage, stage_port = start(tmp_path, workers=2, delay_s=0.05)
+    port = free_port()
+    env = {**os.environ, "SAGEMAKER_BIND_TO_PORT": str(port), "SMKIT_PIPELINE_STAGES": f"slow={stage_port}",
+           "SMKIT_WORKER_USER": ""}
+    front = subprocess.Popen([sys.executable, "-m", "serving_common.pipeline"], env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                    sock.sendall(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
+                    if sock.recv(100).startswith(b"HTTP/1.1 200"):
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline and front.poll() is None, "the front did not start"
+            time.sleep(0.05)
+        status, _, body = exchange(port, b"GET /ping HTTP/1.1\r\nX-Big: " + b"a" * (1024 * 1024))
+        assert (status, body["error"]) == (431, "RequestHeaderFieldsTooLarge")
+        status, headers, body = exchange(port, b"NOT HTTP\r\n\r\n")
+        assert (status, headers["content-type"], body["error"]) == (400, "application/json", "BadRequest")
+
+        body = b"1," * (512 * 1024)
+        count = 16
+
+        def post() -> tuple[int, bytes]:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            connection.request("POST", "/invocations", body=body, headers={"Content-Type": "text/csv"})
+            answer = connection.getresponse()
+            return answer.status, answer.read()
+
+        with concurrent.futures.ThreadPoolExecutor(count) as pool:
+            futures = [pool.submit(post) for _ in range(count)]
+            time.sleep(0.3)
+            front.send_signal(signal.SIGTERM)
+            answers = [future.result(timeout=40) for future in futures]
+        assert answers == [(200, str(len(body)).encode())] * count
+        assert front.wait(timeout=30) == 0
+    finally:
+        for process in (front, stage):
+            if process.poll() is None:
+                process.terminate()
+            process.wait(timeout=30)
