@@ -1,5 +1,6 @@
 """A real model server (gunicorn + our uvicorn workers) on loopback for tests of the HTTP layer: its handler
-echoes the body after ``SLOW_SERVER_DELAY_S`` seconds, so requests queue as large ones do in a real image.
+answers the body's length after ``SLOW_SERVER_DELAY_S`` seconds of work that holds the GIL (as parsing a
+large CSV does), so requests queue and the event loop is starved as in a real image.
 
     python -m tests.unit.serving_common.slow_server PORT MODEL_DIR
 """
@@ -12,12 +13,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from serving_common.app import InferenceApp
 from serving_common.content_types import CSV, MediaType
 from serving_common.handler import Handler, RequestContext
 from serving_common.logs import configure_logging
 from serving_common.server import ModelServer, gunicorn_options
 from serving_common.settings import Settings
+
+JSON_WORK = b"[" + b"1.5," * 200_000 + b"1]"
 
 
 class SlowEchoHandler(Handler):
@@ -32,7 +37,9 @@ class SlowEchoHandler(Handler):
         return body
 
     def predict(self, model: float, data: bytes, context: RequestContext) -> bytes:
-        time.sleep(model)
+        end = time.perf_counter() + model
+        while time.perf_counter() < end:
+            orjson.loads(JSON_WORK)  # C code that keeps the GIL for a few milliseconds
         return str(len(data)).encode()
 
     def encode(self, prediction: Any, accept: str, context: RequestContext) -> bytes:

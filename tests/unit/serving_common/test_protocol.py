@@ -112,11 +112,11 @@ def test_heads_within_the_limits_are_served(server):
 
 
 def test_sigterm_answers_every_request_that_has_arrived(tmp_path):
-    """Large requests queue behind a slow prediction; SIGTERM once their bodies are sent: every one gets
-    its answer (uvicorn alone resets those it has not read yet), and the server then exits 0."""
+    """Large requests queue behind slow predictions that hold the GIL; SIGTERM while their bodies arrive:
+    every one gets its answer (uvicorn alone resets those it has not read or accepted yet), then exit 0."""
     process, port = start(tmp_path, workers=2, delay_s=0.05)
     body = b"1," * (512 * 1024)  # 1 MiB
-    count = 24
+    count = 48
     sent = concurrent.futures.ThreadPoolExecutor(count)
 
     def post() -> tuple[int, bytes]:
@@ -126,7 +126,7 @@ def test_sigterm_answers_every_request_that_has_arrived(tmp_path):
         return answer.status, answer.read()
 
     futures = [sent.submit(post) for _ in range(count)]
-    time.sleep(0.3)  # every body on its way; the last ones wait behind ~24 x 50 ms of predictions
+    time.sleep(0.3)  # bodies on their way; the last ones wait behind ~48 x 50+ ms of predictions
     process.send_signal(signal.SIGTERM)
     answers = [future.result(timeout=40) for future in futures]
     assert answers == [(200, str(len(body)).encode())] * count
