@@ -200,7 +200,7 @@ class ServingContainer:
             try:
                 if requests.get(f"{self.url}/ping", timeout=1).status_code == 200:
                     return time.monotonic() - started
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not listening yet / no worker ready yet
                 pass
             time.sleep(0.05)
         raise TimeoutError(f"no 200 on /ping within {timeout} s:\n{self.logs()}")

@@ -31,12 +31,43 @@ def _json_bytes(body: bytes, media: MediaType) -> bytes | str:
     return body if media.text_codec() == "utf-8" else _text(body, media)
 
 
+#: Deepest nesting of JSON arrays and objects a request may have: far more than any model reads (records
+#: nest a few levels, rows two), far less than what recursive code (Python's limit: 1,000 frames) survives.
+MAX_JSON_DEPTH = 64
+
+
+def _too_deep(text: bytes | str, value: Any, where: str = "") -> None:
+    """400 when ``value`` (parsed from ``text``) nests deeper than ``MAX_JSON_DEPTH``.
+
+    Why by hand: orjson's own limit (1,024 levels) is above what recursive code downstream survives, and
+    cannot be set. The walk is iterative and runs only when ``text`` holds more than ``MAX_JSON_DEPTH``
+    brackets (a C-speed count): a single record or row never pays it.
+    """
+    if isinstance(text, bytes):
+        brackets = text.count(b"{") + text.count(b"[")
+    else:
+        brackets = text.count("{") + text.count("[")
+    if brackets <= MAX_JSON_DEPTH or not isinstance(value, dict | list):
+        return
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise BadRequest(f"JSON{where} nests arrays and objects deeper than {MAX_JSON_DEPTH} levels")
+        for child in node.values() if type(node) is dict else node:
+            if type(child) is dict or type(child) is list:
+                stack.append((child, depth + 1))
+
+
 def decode_json(body: bytes, media: MediaType) -> Any:
-    """One JSON document. NaN/Infinity are not JSON and are rejected."""
+    """One JSON document. NaN/Infinity are not JSON and are rejected; so is nesting deeper than ``MAX_JSON_DEPTH``."""
+    text = _json_bytes(body, media)
     try:
-        return orjson.loads(_json_bytes(body, media))
+        value = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
         raise BadRequest(f"invalid JSON: {exc}") from None
+    _too_deep(text, value)
+    return value
 
 
 def decode_jsonlines(body: bytes, media: MediaType) -> list[Any]:
@@ -46,9 +77,11 @@ def decode_jsonlines(body: bytes, media: MediaType) -> list[Any]:
     for number, line in enumerate(text.split("\n"), start=1):  # not splitlines: U+2028 is valid in JSON
         if line.strip():
             try:
-                values.append(orjson.loads(line))
+                value = orjson.loads(line)
             except orjson.JSONDecodeError as exc:
                 raise BadRequest(f"invalid JSON on line {number}: {exc}") from None
+            _too_deep(line, value, f" on line {number}")
+            values.append(value)
     return values
 
 

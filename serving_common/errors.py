@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 
 class HTTPError(Exception):
     """An error the server answers with ``status`` and a JSON body ``{"error", "message"}``."""
@@ -64,3 +66,24 @@ class ServiceUnavailable(HTTPError):
 class InsufficientStorage(HTTPError):
     status = 507
     title = "InsufficientStorage"
+
+
+#: Longest message an error body carries; the full text goes to the log.
+MAX_MESSAGE_CHARS = 500
+# What native libraries put around their one useful line: XGBoost/dmlc's "[12:34:56] /src/file.cc:123: "
+# prefix and a "Stack trace:" of frames naming the library's files on this machine.
+_NATIVE_LOCATION = re.compile(r"\[\d\d:\d\d:\d\d\] (?:[^\s:]+/)?[^\s/:]+\.(?:cc|cpp|cu|h|hpp|c):\d+: ")
+_STACK_TRACE = re.compile(r"\s*Stack trace:.*", re.DOTALL)
+
+
+def public_message(text: str) -> str:
+    """What an error body may say of ``text``: its first line, without native source locations or stack
+    traces, at most ``MAX_MESSAGE_CHARS`` characters. The caller logs the full text where it matters."""
+    text = _NATIVE_LOCATION.sub("", _STACK_TRACE.sub("", text))
+    line = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return line if len(line) <= MAX_MESSAGE_CHARS else line[:MAX_MESSAGE_CHARS - 1] + "…"
+
+
+def describe(exc: BaseException) -> str:
+    """``Type: message`` of an exception, fit for an error body (:func:`public_message`)."""
+    return public_message(f"{type(exc).__name__}: {exc}")

@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 
 from . import content_types
-from .errors import BadRequest, HTTPError, ModelError
+from .errors import BadRequest, HTTPError, ModelError, describe, public_message
 from .handler import Handler, RequestContext
 
 log = logging.getLogger(__name__)
@@ -85,10 +85,11 @@ class Service:
             return error_response(exc)
         except Exception as exc:
             log.exception("request %s failed in the model code", request.request_id)
-            return error_response(ModelError(f"{type(exc).__name__}: {exc}"))
+            return error_response(ModelError(describe(exc)))
 
 
 def error_response(error: HTTPError) -> Response:
-    """The JSON error body every image answers with: ``{"error": title, "message": text}``."""
-    body = orjson.dumps({"error": error.title, "message": error.message})
+    """The JSON error body every image answers with: ``{"error": title, "message": text}`` (one line, no
+    native stack trace: ``errors.public_message``)."""
+    body = orjson.dumps({"error": error.title, "message": public_message(error.message)})
     return Response(error.status, body, content_types.JSON)

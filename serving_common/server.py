@@ -9,23 +9,30 @@ graceful SIGTERM.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 import os
 import pwd
 import shutil
+import socket
 import sys
 import tempfile
 from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.arbiter import Arbiter
+from uvicorn.server import Server
 from uvicorn_worker import UvicornWorker
 
 from .app import InferenceApp
 from .handler import Handler
-from .logs import LOG_FORMAT, configure_logging
+from .logs import LOG_FORMAT, OneLineFormatter, configure_logging
 from .multi_model import MultiModelApp
+from .protocol import BoundedHttpToolsProtocol
 from .settings import Settings
 
 log = logging.getLogger("serving_common")
@@ -34,17 +41,53 @@ log = logging.getLogger("serving_common")
 GRACEFUL_TIMEOUT_S = 20
 
 
+class DrainingServer(Server):
+    """uvicorn's server, which on shutdown first accepts the connections waiting in the listening socket's
+    backlog, so their requests are answered like those in progress instead of reset when the socket closes
+    (uvicorn closes it first). Connections made after that are refused."""
+
+    MAX_DRAINED = 1024
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        loop = asyncio.get_running_loop()
+        factory = functools.partial(self.config.http_protocol_class, config=self.config,
+                                    server_state=self.server_state, app_state=self.lifespan.state)
+        drained = 0
+        for listening in sockets or []:
+            with suppress(OSError):
+                listening.setblocking(False)
+                while drained < self.MAX_DRAINED:
+                    try:
+                        connection, _ = listening.accept()
+                    except (BlockingIOError, InterruptedError):
+                        break
+                    drained += 1
+                    await loop.connect_accepted_socket(factory, connection)
+        if drained:
+            log.info("accepted %d waiting connection(s) before shutting down", drained)
+        await super().shutdown(sockets)
+
+
 class Worker(UvicornWorker):
-    """uvicorn worker: uvloop, httptools, lifespan required (a failed model load fails the boot)."""
+    """uvicorn worker: uvloop, httptools with bounded heads and JSON protocol errors (``protocol``),
+    lifespan required (a failed model load fails the boot), a shutdown that answers what has arrived."""
 
     CONFIG_KWARGS = {
         "loop": "uvloop",
-        "http": "httptools",
+        "http": BoundedHttpToolsProtocol,
         "lifespan": "on",
         "access_log": False,
         "server_header": False,
         "date_header": False,
     }
+
+    async def _serve(self) -> None:  # UvicornWorker._serve, with DrainingServer
+        self.config.app = self.wsgi
+        server = DrainingServer(config=self.config)
+        self._install_sigquit_handler()
+        await server.serve(sockets=self.sockets)
+        if not server.started:
+            sys.exit(Arbiter.WORKER_BOOT_ERROR)
 
     def load_wsgi(self) -> None:
         super().load_wsgi()
@@ -86,7 +129,7 @@ def base_options(*, port: int, workers: int, worker_class: str, heartbeat_s: int
         "logconfig_dict": {
             "version": 1,
             "disable_existing_loggers": False,
-            "formatters": {"line": {"format": LOG_FORMAT}},
+            "formatters": {"line": {"()": OneLineFormatter, "fmt": LOG_FORMAT}},
             "handlers": {"stdout": {"class": "logging.StreamHandler", "formatter": "line",
                                     "stream": "ext://sys.stdout"}},
             "root": {"handlers": ["stdout"], "level": log_level},

@@ -39,6 +39,8 @@ MAX_MISSING_FIELDS = "SMKIT_MAX_MISSING_FIELDS"
 # ... and what a field the model does not know gets: a 400, a log line, or nothing.
 UNKNOWN_FIELDS = "SMKIT_UNKNOWN_FIELDS"
 UNKNOWN_FIELD_POLICIES = ("error", "warn", "ignore")
+# Multi-model endpoints: the only folder models are loaded from (SageMaker's /opt/ml/models).
+MODELS_ROOT = "SMKIT_MODELS_ROOT"
 
 DEFAULT_PORT = 8080
 DEFAULT_TIMEOUT_S = 60
@@ -193,6 +195,7 @@ class Settings:
             multi_model=_bool(env, MULTI_MODEL),
             safe_port_range=_port_range(env),
             model_dir=Path(env.get(MODEL_DIR, "").strip() or "/opt/ml/model"),
+            models_dir=Path(env.get(MODELS_ROOT, "").strip() or "/opt/ml/models"),
             worker_user=env.get(WORKER_USER, "").strip() or None,
             log_level=_log_level(env),
             access_log=_bool(env, ACCESS_LOG, default=False),

@@ -72,6 +72,7 @@ def server(tmp_path):
         "SAGEMAKER_BIND_TO_PORT": str(port),
         "SAGEMAKER_MODEL_SERVER_WORKERS": str(WORKERS),
         "SMKIT_MME_MEMORY_BUDGET_MB": "512",
+        "SMKIT_MODELS_ROOT": str(tmp_path / "opt" / "ml" / "models"),
     }
     env.pop("SMKIT_WORKER_USER", None)
     with open(log_path, "wb") as log:

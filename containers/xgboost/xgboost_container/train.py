@@ -118,9 +118,16 @@ def model_file(model_dir: Path) -> Path:
 
 
 def load_booster(path: Path) -> xgboost.Booster:
-    """Load a model file whatever its name (from bytes: XGBoost detects the format without a suffix)."""
+    """Load a model file whatever its name (from bytes: XGBoost detects the format without a suffix).
+
+    An empty file is refused here: XGBoost aborts the whole process on one (``terminate called without
+    an active exception``), which no ``except`` can catch and which made a crash loop of serving.
+    """
+    data = path.read_bytes()
+    if not data:
+        raise xgboost.core.XGBoostError(f"{path} is empty (0 bytes): not an XGBoost model")
     booster = xgboost.Booster()
-    booster.load_model(bytearray(path.read_bytes()))
+    booster.load_model(bytearray(data))
     return booster
 
 

@@ -164,3 +164,27 @@ def test_line_bodies_read_the_same_with_or_without_a_final_newline(media, lines,
     separator = b"\r\n" if ending == b"\r\n" else b"\n"
     assert decode(separator.join(lines) + ending, media) == decode(b"\n".join(lines), media)
     assert len(decode(separator.join(lines) + ending, media)) == 2
+
+
+def _nested(depth: int) -> bytes:
+    return b'{"a":' * depth + b"1" + b"}" * depth
+
+
+@pytest.mark.parametrize("depth", [decoders.MAX_JSON_DEPTH + 1, 1000, 1023])
+def test_json_nested_past_the_limit_is_400_naming_it(depth):
+    # 1,000 levels parse (orjson's own limit is 1,024) but used to crash recursive code downstream (500).
+    with pytest.raises(BadRequest, match=f"deeper than {decoders.MAX_JSON_DEPTH} levels"):
+        decoders.decode(_nested(depth), parse("application/json"))
+    with pytest.raises(BadRequest, match=f"on line 2 nests .* deeper than {decoders.MAX_JSON_DEPTH}"):
+        decoders.decode(b'{"a": 1}\n' + _nested(depth), parse("application/jsonlines"))
+
+
+def test_json_nested_past_the_limit_in_another_charset_is_400():
+    with pytest.raises(BadRequest, match="deeper than"):
+        decoders.decode(b"[" * 100 + b"]" * 100, parse("application/json; charset=latin-1"))
+
+
+def test_json_at_the_limit_and_many_shallow_records_are_accepted():
+    assert decoders.decode(_nested(decoders.MAX_JSON_DEPTH), parse("application/json"))
+    records = b"[" + b",".join(b'{"a": {"b": [1, 2]}, "c": "{[{["}' for _ in range(1000)) + b"]"
+    assert len(decoders.decode(records, parse("application/json"))) == 1000

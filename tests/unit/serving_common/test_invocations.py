@@ -232,3 +232,34 @@ def test_error_response_shape():
     response = error_response(BadRequest('quote " and ünïcode'))
     assert response.status == 400
     assert orjson.loads(response.body) == {"error": "BadRequest", "message": 'quote " and ünïcode'}
+
+
+XGBOOST_ERROR = ("[13:14:57] /workspace/src/c_api/c_api.cc:1513: Invalid model format. Expecting UBJSON (`ubj`) "
+                 "or JSON (`json`), got ``\nStack trace:\n  [bt] (0) /opt/venv/lib/python3.11/site-packages/xgboost/"
+                 "lib/libxgboost.so(+0x11031e) [0x7f1e3731031e]\n  [bt] (1) /opt/venv/lib/libxgboost.so(+0x2a)")
+
+
+class NativeFailureHandler(Handler):
+    def load(self, model_dir):
+        return None
+
+    def predict(self, model, data, context):
+        raise RuntimeError(XGBOOST_ERROR)
+
+
+def test_error_body_names_the_failure_in_one_line_without_native_trace_or_paths(caplog):
+    service = Service(NativeFailureHandler(), None)
+    with caplog.at_level(logging.ERROR):
+        response = service.invoke(Request(b"[[1]]", JSON, JSON, "r1"))
+    body = orjson.loads(response.body)
+    assert response.status == 500
+    assert body["message"] == ("RuntimeError: Invalid model format. Expecting UBJSON (`ubj`) or JSON (`json`), "
+                               "got ``")
+    assert "libxgboost.so" in caplog.text  # the whole story is in the log
+
+
+def test_error_bodies_are_one_line_and_bounded():
+    body = orjson.loads(error_response(BadRequest("first line\nsecond line")).body)
+    assert body["message"] == "first line"
+    long = orjson.loads(error_response(BadRequest("x" * 10_000)).body)["message"]
+    assert len(long) == 500 and long.endswith("…")

@@ -56,9 +56,10 @@ def state_dir(tmp_path) -> Path:
 
 
 @pytest.fixture
-def make_app(linear_handler, state_dir):
+def make_app(linear_handler, state_dir, tmp_path):
     def make(handler=linear_handler, **env: str) -> MultiModelApp:
-        return MultiModelApp(handler, Settings.from_env({**BASE_ENV, **env}), state_dir)
+        settings = Settings.from_env({**BASE_ENV, "SMKIT_MODELS_ROOT": str(tmp_path / "models"), **env})
+        return MultiModelApp(handler, settings, state_dir)
 
     return make
 
@@ -139,9 +140,26 @@ def test_already_loaded_is_409(mme, make_model):
 
 
 def test_missing_url_is_404(mme, tmp_path):
-    status, title, message = error(load(mme, "a", tmp_path / "nowhere"))
+    status, title, message = error(load(mme, "a", tmp_path / "models" / "nowhere"))
     assert (status, title) == (404, "NotFound")
     assert "nowhere" in message
+
+
+@pytest.mark.parametrize("url", ["/etc", "/proc/self", "/", "/nowhere", "{root}", "{root}/../state", "{root}/a/../..",
+                                 "{root}/link-out", "file:///etc", "relative/a"])
+def test_url_outside_the_models_root_is_one_400_that_tells_nothing(mme, tmp_path, url):
+    root = tmp_path / "models"
+    root.mkdir(exist_ok=True)
+    (root / "link-out").symlink_to("/etc")
+    status, title, message = error(load(mme, "a", url.format(root=root)))
+    assert (status, title, message) == (400, "BadRequest", f"url must be a folder under the models root {root}")
+
+
+@pytest.mark.parametrize("name", [" spaced ", "tab\t", "new\nline", "x" * 1025, "nul\u0000"])
+def test_a_name_the_target_header_cannot_carry_is_refused_at_load(mme, make_model, name):
+    body = orjson.dumps({"model_name": name, "url": str(make_model("a", [1, 1]))})  # control characters escaped
+    assert error(load(mme, "", body))[:2] == (400, "BadRequest")
+    assert mme.request("GET", "/models").json() == {"models": []}
 
 
 @pytest.mark.parametrize("body", [
@@ -353,10 +371,13 @@ def test_memory_limit_from_cgroup_v1_or_physical_memory(tmp_path):
     assert memory_limit_bytes(tmp_path) == 256 * 1024 * 1024
 
 
-def test_default_budget_is_a_fraction_of_the_limit(tmp_path):
+def test_default_budget_is_a_fraction_of_the_limit_less_room_for_the_largest_requests(tmp_path):
     (tmp_path / "sys/fs/cgroup").mkdir(parents=True)
     (tmp_path / "sys/fs/cgroup/memory.max").write_text(f"{1000 * 1024 * 1024}\n")
-    assert memory_budget_bytes(Settings(), tmp_path) == int(1000 * 1024 * 1024 * multi_model.DEFAULT_MEMORY_FRACTION)
+    fraction = int(1000 * 1024 * 1024 * multi_model.DEFAULT_MEMORY_FRACTION)
+    # 2 workers, each may hold a 6 MB request (body, text, rows, answer: 4x) while the models are loaded
+    assert memory_budget_bytes(Settings(workers=2), tmp_path) == fraction - 2 * 4 * 6 * 1024 * 1024
+    assert memory_budget_bytes(Settings(workers=1, max_payload_mb=100), tmp_path) == fraction - 400 * 1024 * 1024
     assert memory_budget_bytes(Settings(mme_memory_budget_mb=2.5), tmp_path) == int(2.5 * 1024 * 1024)
 
 
@@ -576,3 +597,32 @@ def test_a_request_queued_behind_a_prediction_sees_an_unload(start, make_model, 
     first.loop.run_until_complete(asyncio.wait_for(asyncio.gather(slow, queued), 10))
     assert slow.result().status == 200
     assert error(queued.result())[:2] == (404, "NotFound")
+
+
+def test_unloading_returns_the_memory_of_the_model(mme, make_model, linear_handler):
+    """A model of many small allocations (as parsed model files are): unloading it gives the memory back
+    to the system (glibc kept it in its arenas before ``return_memory``)."""
+    from serving_common.multi_model import rss_bytes
+
+    keepers: list[bytes] = []
+
+    class ManySmallObjects(linear_handler):
+        def load(self, model_dir):
+            # ~100 MB of 1 KB blocks (glibc's heap, not pymalloc's arenas), then a block that outlives them
+            # at the heap's top: the freed blocks below it are only returned by malloc_trim
+            model = [bytes(1000) + bytes([i % 256]) for i in range(100_000)]
+            keepers.append(bytes(1000) + b"k")
+            return super().load(model_dir), model
+
+        def predict(self, model, data, context):
+            return super().predict(model[0], data, context)
+
+    app = mme.app
+    app.handler_factory = ManySmallObjects
+    before = rss_bytes()
+    assert load(mme, "big", make_model("big", [1, 1])).status == 200
+    loaded = rss_bytes()
+    assert loaded - before > 80 * 1024 * 1024
+    assert mme.request("DELETE", "/models/big").status == 200
+    app.executor.submit(lambda: None).result()  # the release and the trim have run on the prediction thread
+    assert rss_bytes() - before < (loaded - before) / 4

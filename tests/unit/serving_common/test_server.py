@@ -14,6 +14,7 @@ from serving_common import server
 from serving_common.app import InferenceApp
 from serving_common.handler import Handler
 from serving_common.multi_model import MultiModelApp
+from serving_common.protocol import BoundedHttpToolsProtocol
 from serving_common.server import ModelServer, Worker, gunicorn_options, serve, worker_identity
 from serving_common.settings import Settings
 
@@ -52,7 +53,7 @@ def test_gunicorn_accepts_the_options():
 def test_worker_runs_uvicorn_with_lifespan_on():
     assert Worker.CONFIG_KWARGS["lifespan"] == "on"  # a failed model load must fail the worker's boot
     assert Worker.CONFIG_KWARGS["loop"] == "uvloop"
-    assert Worker.CONFIG_KWARGS["http"] == "httptools"
+    assert Worker.CONFIG_KWARGS["http"] is BoundedHttpToolsProtocol  # httptools, with bounded heads
 
 
 def test_no_user_switch_when_not_root(monkeypatch):

@@ -305,3 +305,19 @@ def test_direct_prediction_that_differs_is_turned_off(regression_model, caplog):
     with caplog.at_level(logging.WARNING):
         assert not FirstTreeOnly(model.booster).verified(model.num_features)
     assert "using inplace_predict" in caplog.text
+
+
+def test_an_empty_model_file_is_a_named_error_not_an_abort(tmp_path):
+    # XGBoost aborts the process on 0 bytes (``terminate called without an active exception``): run the
+    # load in a child so that a regression shows as a failed test, not a crashed test run.
+    import subprocess
+    import sys
+
+    (tmp_path / "xgboost-model").write_bytes(b"")
+    code = ("import sys; from pathlib import Path; from xgboost_container.handler import XGBoostHandler\n"
+            "try:\n    XGBoostHandler().load(Path(sys.argv[1]))\n"
+            "except Exception as exc:\n    print(type(exc).__name__, exc)\n")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"XGBoostError {tmp_path / 'xgboost-model'} is empty (0 bytes): not an XGBoost model"
