@@ -92,9 +92,11 @@ def test_a_path_with_a_newline_cannot_forge_a_log_line(mme):
     forged = "2026-01-01 00:00:00,000 ERROR [1] serving_common: FORGED"
     path = f"/models/x%0A{forged.replace(' ', '%20')}/invoke"  # a failed invocation is always logged
     assert requests.post(mme.url + path, data=b"1", headers={"Content-Type": "text/csv"}, timeout=5).status_code == 404
-    lines = mme.logs().splitlines()
+    deadline = time.monotonic() + 10  # the failure is logged after the answer is sent: wait for the line
+    while not any("x\\x0a2026-01-01" in line for line in (lines := mme.logs().splitlines())):
+        assert time.monotonic() < deadline, "the failed invocation was never logged"
+        time.sleep(0.1)
     assert not any(line.startswith("2026-01-01") for line in lines)
-    assert any("x\\x0a2026-01-01" in line for line in lines)
 
 
 def test_header_bounds_and_protocol_errors_answer_json(mme):
