@@ -166,8 +166,7 @@ def _spec_from_kinds(kinds: dict[str, set[str]], label: str | None, drop: Sequen
 def _scale(mean: np.ndarray, var: np.ndarray, n: int) -> np.ndarray:
     """``StandardScaler``'s scale_ from mean_/var_: sqrt(var), 1.0 for constant features (scikit-learn's
     own rule, imported from where StandardScaler.partial_fit uses it)."""
-    from sklearn.preprocessing._data import _handle_zeros_in_scale
-    from sklearn.utils.extmath import _is_constant_feature
+    from sklearn.preprocessing._data import _handle_zeros_in_scale, _is_constant_feature
 
     constant = _is_constant_feature(var, mean, n)
     return _handle_zeros_in_scale(np.sqrt(var), copy=False, constant_mask=constant)
