@@ -65,9 +65,13 @@ def test_spark_writes_the_images_batch_transform_output(spark, docker, image_of,
     body = "".join(json.dumps(o) + "\n" for o in orders).encode()
     (tmp_path / "orders.jsonl").write_bytes(body)
     image_csv = _batch_transform(docker, image_of("preprocess"), model_dir, body)
-    write_features(spark, model_dir, str(tmp_path / "orders.jsonl"), tmp_path / "out")
+    spark.conf.set("spark.sql.files.maxPartitionBytes", "64k")  # several splits of the one file
+    try:
+        write_features(spark, model_dir, str(tmp_path / "orders.jsonl"), tmp_path / "out")
+    finally:
+        spark.conf.unset("spark.sql.files.maxPartitionBytes")
     spark_csv = b"".join(p.read_bytes() for p in sorted((tmp_path / "out" / "csv").glob("part-*")))
-    assert len(list((tmp_path / "out" / "csv").glob("part-*"))) > 1  # several partitions, in order
+    assert len(list((tmp_path / "out" / "csv").glob("part-*"))) > 1  # several partitions, each a split of the file, in order
     assert spark_csv == image_csv  # byte for byte
     table = pq.read_table(tmp_path / "out" / "parquet")
     parquet = np.column_stack([table.column(i).to_numpy() for i in range(table.num_columns)])
