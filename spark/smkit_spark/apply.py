@@ -288,8 +288,12 @@ def write_features(spark: SparkSession, model: ModelFiles | str | Path, data: Da
             outputs["errors"] = str(errors_output or f"{output}/errors")
             bad = frame.where(F.col(ERROR_COLUMN).isNotNull()).select(SOURCE_COLUMN, RECORD_COLUMN, ERROR_COLUMN)
             bad.write.mode(mode).json(outputs["errors"])
-            failed = bad.count()
-        rows = good.count()
+            failed = spark.read.text(outputs["errors"]).count()  # one JSON object per line
+        # counted from what was written (Parquet footers, or text lines): no second transform
+        if "parquet" in outputs:
+            rows = spark.read.parquet(outputs["parquet"]).count()
+        else:
+            rows = spark.read.option("lineSep", "\n").text(outputs["csv"]).count()
     except Exception as exc:
         cause = _bad_record(exc)
         if cause is not None:
