@@ -85,6 +85,12 @@ def _decode_lines(lines: Sequence[str | None], files: Sequence[str | None]) -> t
     return records, texts, sources
 
 
+def _csv_lines(body: bytes) -> list[str]:
+    """The lines of a CSV response (one per row; the last one's line break, if written, dropped)."""
+    text = body.decode()
+    return (text[:-1] if text.endswith("\n") else text).split("\n")
+
+
 def _record_text(record: Any) -> str:
     return orjson.dumps(record, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
 
@@ -154,7 +160,9 @@ def _output_batch(job: _Job, handler: PreprocessHandler, matrix: np.ndarray | No
     n = n_good + len(bad)
     arrays: list[pa.Array] = []
     if job.csv:
-        lines = handler.encode(matrix, CSV, None).decode().split("\n") if n_good else []
+        lines = _csv_lines(handler.encode(matrix, CSV, None)) if n_good else []
+        if len(lines) != n_good:
+            raise RuntimeError(f"the CSV encoder wrote {len(lines)} lines for {n_good} rows")  # never expected
         arrays.append(pa.array(lines + [None] * len(bad), type=pa.string()))
     values = matrix if matrix is not None else np.zeros((0, job.width))
     if bad:

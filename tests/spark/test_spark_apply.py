@@ -44,6 +44,11 @@ def _expected(model: FittedFeatures, orders: list[dict]) -> np.ndarray:
     return np.column_stack([[float(o["default"]) for o in orders], model.transform_records_sklearn(orders)])
 
 
+def _csv(matrix: np.ndarray) -> bytes:
+    """The image's CSV encoding of ``matrix``, every line ending with a line break."""
+    return encode_csv(matrix).rstrip(b"\n") + b"\n"
+
+
 def _text(folder: Path) -> bytes:
     return b"".join(p.read_bytes() for p in sorted(folder.glob("part-*")))
 
@@ -63,7 +68,7 @@ def test_jsonl_to_csv_and_parquet_equal_the_image_transform(spark, fitted, tmp_p
     assert run.rows == 1200 and run.failed == 0
     expected = _expected(model, orders)
     # the CSV bytes the image's batch transform writes (SMKIT_OUTPUT_LABEL=true), one line per record
-    assert _text(tmp_path / "out" / "csv") == encode_csv(expected) + b"\n"
+    assert _text(tmp_path / "out" / "csv") == _csv(expected)
     table = pq.read_table(tmp_path / "out" / "parquet")
     assert table.column_names == ["default", *model.output_columns]
     assert np.array_equal(_parquet(tmp_path / "out" / "parquet"), expected)  # bit for bit (float64)
@@ -92,7 +97,7 @@ def test_model_tar_gz_and_features_only(spark, fitted, tmp_path):
     orders = _orders(50, seed=7)
     write_jsonl(orders, tmp_path / "orders.jsonl")
     write_features(spark, archive, str(tmp_path / "orders.jsonl"), tmp_path / "out", label=False, formats=["csv"])
-    assert _text(tmp_path / "out" / "csv") == encode_csv(model.transform_records_sklearn(orders)) + b"\n"
+    assert _text(tmp_path / "out" / "csv") == _csv(model.transform_records_sklearn(orders))
 
 
 def test_a_bad_record_fails_the_job_naming_record_and_reason(spark, fitted, tmp_path):
@@ -136,7 +141,7 @@ def test_bad_records_aside(spark, fitted, tmp_path):
     run = write_features(spark, model_dir, str(tmp_path / "orders.jsonl"), tmp_path / "out", errors="aside")
     assert (run.rows, run.failed) == (598, 3)
     good = [o for i, o in enumerate(orders) if i not in (3, 550)]
-    assert _text(tmp_path / "out" / "csv") == encode_csv(_expected(model, good)) + b"\n"
+    assert _text(tmp_path / "out" / "csv") == _csv(_expected(model, good))
     assert np.array_equal(_parquet(tmp_path / "out" / "parquet"), _expected(model, good))
     errors = [json.loads(line) for p in sorted((tmp_path / "out" / "errors").glob("part-*"))
               for line in p.read_text().splitlines()]
