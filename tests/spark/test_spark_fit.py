@@ -87,3 +87,25 @@ def test_unsupported_options_and_bad_records_are_refused(spark, tmp_path):
     (tmp_path / "broken.jsonl").write_text('{"amount": 1, "default": 0}\n{"amount": \n')
     with pytest.raises(FitError, match=r"broken\.jsonl: invalid JSON"):
         fit_model(spark, str(tmp_path / "broken.jsonl"), tmp_path / "m", label="default")
+
+
+def test_feature_code_extract_runs_on_the_executors(spark, tmp_path):
+    from preprocess_container.user_code import FeatureCode
+
+    code_path = tmp_path / "my_features.py"
+    code_path.write_text("def extract(record):\n"
+                         "    return {**record, 'amount_per_item': (record['amount'] or 0) / record['items']}\n")
+    orders = _orders(600, seed=35)
+    write_jsonl(orders, tmp_path / "orders.jsonl")
+    code = FeatureCode(code_path)
+    records = code.extract_records(orders)
+    image = FittedFeatures.fit(records, infer_spec(records, label="default", drop=["order_id"]), code=code,
+                               extracted=True)
+    fitted = fit_model(spark, str(tmp_path / "orders.jsonl"), tmp_path / "model", label="default",
+                       drop=["order_id"], code=code_path)
+    assert "amount_per_item" in fitted.spec.numeric and fitted.output_columns == image.output_columns
+    assert np.array_equal(_parts(fitted)[0].statistics_, _parts(image)[0].statistics_)
+    loaded = FittedFeatures.load(tmp_path / "model")  # code/features.py saved, its sha256 in the fingerprint
+    assert loaded.code is not None and loaded.code.sha256 == code.sha256
+    np.testing.assert_allclose(loaded.transform_records(orders), image.transform_records(orders),
+                               rtol=FEATURE_TOLERANCE, atol=FEATURE_TOLERANCE)
