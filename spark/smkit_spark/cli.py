@@ -7,14 +7,13 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from collections.abc import Sequence
 
 from .apply import ERRORS, FORMATS, RecordError, write_features
 from .fit import FitError, fit_model
-
-log = logging.getLogger("smkit_spark")
 
 
 def _names(text: str | None) -> list[str] | None:
@@ -57,6 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("py4j").setLevel(logging.WARNING)
     builder = SparkSession.builder.appName(f"smkit-spark-{args.command}")
     if args.master:
         builder = builder.master(args.master)
@@ -67,13 +67,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  errors=args.errors, errors_output=args.errors_output,
                                  label=False if args.no_label else None, input_format=args.input_format,
                                  mode=args.mode)
-            log.info("wrote %d rows to %s; %d bad records", run.rows, run.outputs, run.failed)
+            print(f"wrote {run.rows} rows, {run.failed} bad records: {json.dumps(run.outputs)}")
         else:
             fitted = fit_model(spark, args.input, args.output, label=args.label, numeric=_names(args.numeric),
                                categorical=_names(args.categorical), drop=_names(args.drop) or [], code=args.code,
                                input_format=args.input_format, numeric_impute=args.numeric_impute,
                                scale=args.scale == "true", categorical_encoding=args.categorical_encoding)
-            log.info("wrote %s: %r", args.output, fitted)
+            print(f"wrote {args.output}: {fitted!r}")
     except (RecordError, FitError, ValueError, FileNotFoundError) as exc:
         print(f"smkit_spark {args.command}: {exc}", file=sys.stderr)
         return 2
