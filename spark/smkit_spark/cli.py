@@ -47,6 +47,10 @@ def parser() -> argparse.ArgumentParser:
     fit.add_argument("--scale", default="true", choices=("true", "false"))
     fit.add_argument("--categorical-encoding", default="onehot", choices=("onehot", "ordinal"))
     fit.add_argument("--code", help="feature-code module defining extract(record)")
+    fit.add_argument("--max-missing-fields", type=int, help="input fields a record may miss at serving "
+                     "(default: all but one)")
+    fit.add_argument("--unknown-fields", default="warn", choices=("error", "warn", "ignore"),
+                     help="a record field the model does not know, at serving")
     top.add_argument("--master", help="default: spark-submit's --master, else local[*]")
     return top
 
@@ -72,7 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             fitted = fit_model(spark, args.input, args.output, label=args.label, numeric=_names(args.numeric),
                                categorical=_names(args.categorical), drop=_names(args.drop) or [], code=args.code,
                                input_format=args.input_format, numeric_impute=args.numeric_impute,
-                               scale=args.scale == "true", categorical_encoding=args.categorical_encoding)
+                               scale=args.scale == "true", categorical_encoding=args.categorical_encoding,
+                               max_missing_fields=args.max_missing_fields, unknown_fields=args.unknown_fields)
             print(f"wrote {args.output}: {fitted!r}")
     except (RecordError, FitError, ValueError, FileNotFoundError) as exc:
         print(f"smkit_spark {args.command}: {exc}", file=sys.stderr)

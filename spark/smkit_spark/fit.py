@@ -39,10 +39,12 @@ import pyarrow as pa
 
 from .apply import read_orders
 from .runtime import (
+    MAX_KNOWN_FIELDS,
     MISSING_CATEGORY,
     FeatureCode,
     FeatureSpec,
     FittedFeatures,
+    RecordRules,
     build_transformer,
     flatten_if_nested,
     infer_spec,
@@ -217,14 +219,17 @@ def _fail_cleanly(exc: Exception) -> FitError | None:
 def fit_model(spark: SparkSession, data: DataFrame | str | Path, output: str | Path, *, label: str | None = None,
               numeric: Sequence[str] | None = None, categorical: Sequence[str] | None = None,
               drop: Sequence[str] = (), code: str | Path | None = None, input_format: str | None = None,
-              **options: Any) -> FittedFeatures:
+              max_missing_fields: int | None = None, unknown_fields: str = "warn", **options: Any) -> FittedFeatures:
     """Fit the preprocess transform on ``data`` (a DataFrame or a path of JSON Lines / Parquet records) and
     save the model to ``output`` (a folder, or a ``.tar.gz`` as SageMaker packs models). Arguments are the
-    image's hyperparameters (``numeric_impute``, ``scale``, ``categorical_encoding`` in ``options``);
-    ``code``: a feature-code module defining ``extract`` (as the image's ``code`` channel)."""
+    image's hyperparameters (``numeric_impute``, ``scale``, ``categorical_encoding`` in ``options``;
+    ``max_missing_fields`` / ``unknown_fields``: the record checks serving applies, stored with the fields
+    seen in the data as the image's ``train`` stores them); ``code``: a feature-code module defining
+    ``extract`` (as the image's ``code`` channel)."""
     from pyspark.sql import functions as F
     from pyspark.sql.types import DoubleType, LongType, StringType, StructField, StructType
 
+    rules = RecordRules(max_missing_fields, unknown_fields)  # checked before any Spark job
     if options.get("max_categories") is not None or options.get("min_frequency") is not None:
         raise ValueError("max_categories / min_frequency (grouping rare categories) are not supported on Spark: "
                          "fit such a model with the image")
@@ -270,6 +275,8 @@ def fit_model(spark: SparkSession, data: DataFrame | str | Path, output: str | P
         raise
     transformer = _transformer(spec, fills, scaler_stats, categories, n)
     fitted = FittedFeatures(spec, transformer, fast=True, code=feature_code)
+    # the image's fields_seen: every (flattened) field name of the records, or None past MAX_KNOWN_FIELDS
+    fitted.set_record_checks(rules, sorted(kinds) if len(kinds) <= MAX_KNOWN_FIELDS else None)
     if not fitted.fast_path:
         raise RuntimeError("the Spark-fitted transformer did not compile to the fast path (a bug)")
     _save(fitted, Path(output))

@@ -28,6 +28,7 @@ from preprocess_container.records import flatten_if_nested  # noqa: E402
 from preprocess_container.spec import FeatureSpec, SpecError, infer_spec  # noqa: E402
 from preprocess_container.spec import _value_kind as value_kind  # noqa: E402  (how infer_spec reads a value)
 from preprocess_container.user_code import FeatureCode  # noqa: E402
+from preprocess_container.validation import MAX_KNOWN_FIELDS, RecordRules  # noqa: E402
 from serving_common.content_types import CSV  # noqa: E402
 from serving_common.errors import BadRequest  # noqa: E402
 
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CSV",
+    "MAX_KNOWN_FIELDS",
     "MISSING_CATEGORY",
     "RUNTIME_PACKAGES",
     "BadRequest",
@@ -43,6 +45,7 @@ __all__ = [
     "FeatureSpec",
     "FittedFeatures",
     "PreprocessHandler",
+    "RecordRules",
     "SpecError",
     "build_transformer",
     "flatten_if_nested",

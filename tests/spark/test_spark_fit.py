@@ -44,6 +44,9 @@ def test_spark_fit_matches_the_images_fit(spark, tmp_path, options):
     assert fitted.output_columns == image.output_columns
     loaded = FittedFeatures.load(tmp_path / "model")  # the image's loader: files, digests, fingerprint
     assert loaded.fast_path and loaded.fingerprint == fitted.fingerprint
+    # the record checks serving applies: the same rules and the same fields seen in the data
+    assert (loaded.record_rules, loaded.known_fields) == (image.record_rules, image.known_fields)
+    assert "order_id" in loaded.known_fields and "customer.country" in loaded.known_fields
     imputer, scaler, encoder = _parts(fitted)
     image_imputer, image_scaler, image_encoder = _parts(image)
     assert [list(c) for c in encoder.categories_] == [list(c) for c in image_encoder.categories_]
@@ -58,6 +61,18 @@ def test_spark_fit_matches_the_images_fit(spark, tmp_path, options):
     held_out = make_orders(500, seed=32)
     np.testing.assert_allclose(loaded.transform_records(held_out), image.transform_records(held_out),
                                rtol=FEATURE_TOLERANCE, atol=FEATURE_TOLERANCE)
+
+
+def test_record_rules_are_stored(spark, tmp_path):
+    from preprocess_container.validation import RecordRules
+
+    orders = _orders(100, seed=36)
+    write_jsonl(orders, tmp_path / "orders.jsonl")
+    fit_model(spark, str(tmp_path / "orders.jsonl"), tmp_path / "model", label="default", max_missing_fields=3,
+              unknown_fields="error")
+    assert FittedFeatures.load(tmp_path / "model").record_rules == RecordRules(3, "error")
+    with pytest.raises(ValueError, match="unknown_fields"):
+        fit_model(spark, str(tmp_path / "orders.jsonl"), tmp_path / "m2", label="default", unknown_fields="maybe")
 
 
 def test_even_count_median_and_parquet_input(spark, tmp_path):
