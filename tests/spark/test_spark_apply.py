@@ -64,6 +64,7 @@ def test_jsonl_to_csv_and_parquet_equal_the_image_transform(spark, fitted, tmp_p
     write_jsonl(orders[:700], tmp_path / "orders" / "part-1.jsonl")
     lines = [json.dumps(o) for o in orders[700:]]
     (tmp_path / "orders" / "part-2.jsonl").write_text("\n".join(lines[:10]) + "\n\n  \n" + "\n".join(lines[10:]))
+    # Spark packs small files into partitions largest first: part-1 (the larger) comes first, as here
     run = write_features(spark, model_dir, str(tmp_path / "orders"), tmp_path / "out")
     assert run.rows == 1200 and run.failed == 0
     expected = _expected(model, orders)
