@@ -9,8 +9,10 @@ log() { echo "[setup] $*"; }
 
 # docker.io: the engine; debootstrap: the base image; docker-registry: the push test's local registry;
 # wrk/httperf: the benchmarks' load generators; docker-compose: the SageMaker SDK's local mode;
-# build-essential/python3-dev: sagemaker-training's C extension (dev venv only, for the golden tests).
-PACKAGES=(docker.io debootstrap docker-registry wrk httperf docker-compose build-essential python3-dev)
+# build-essential/python3-dev: sagemaker-training's C extension (dev venv only, for the golden tests);
+# openjdk-17-jre-headless: the JVM PySpark runs on (spark/, its tests and bench/spark.py).
+PACKAGES=(docker.io debootstrap docker-registry wrk httperf docker-compose build-essential python3-dev
+          openjdk-17-jre-headless)
 missing=()
 for package in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
