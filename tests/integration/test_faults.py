@@ -93,9 +93,11 @@ def test_a_path_with_a_newline_cannot_forge_a_log_line(mme):
     path = f"/models/x%0A{forged.replace(' ', '%20')}/invoke"  # a failed invocation is always logged
     assert requests.post(mme.url + path, data=b"1", headers={"Content-Type": "text/csv"}, timeout=5).status_code == 404
     deadline = time.monotonic() + 10  # the failure is logged after the answer is sent: wait for the line
-    while not any("x\\x0a2026-01-01" in line for line in (lines := mme.logs().splitlines())):
+    lines = mme.logs().splitlines()
+    while not any("x\\x0a2026-01-01" in line for line in lines):
         assert time.monotonic() < deadline, "the failed invocation was never logged"
         time.sleep(0.1)
+        lines = mme.logs().splitlines()
     assert not any(line.startswith("2026-01-01") for line in lines)
 
 
