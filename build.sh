@@ -43,13 +43,16 @@ if ((PUSH)) && [ -z "$REGISTRY" ]; then
   exit 2
 fi
 
+# An image is a folder containers/<name>/ with a requirements.txt and a <name>_container package; every
+# image is built by the one recipe containers/Dockerfile (with the folder's own optional steps spliced in).
 if ((${#NAMES[@]} == 0)); then
-  for dockerfile in containers/*/Dockerfile; do
-    NAMES+=("$(basename "$(dirname "$dockerfile")")")
+  for requirements in containers/*/requirements.txt; do
+    NAMES+=("$(basename "$(dirname "$requirements")")")
   done
 fi
 for name in "${NAMES[@]}"; do
-  [ -f "containers/$name/Dockerfile" ] || { echo "no such image: $name (no containers/$name/Dockerfile)" >&2; exit 2; }
+  [ -f "containers/$name/requirements.txt" ] && [ -d "containers/$name/${name}_container" ] || {
+    echo "no such image: $name (no containers/$name/requirements.txt and ${name}_container/)" >&2; exit 2; }
 done
 
 if [ -z "$BASE_IMAGE" ] && docker image inspect "$LOCAL_BASE" >/dev/null 2>&1; then
@@ -78,16 +81,36 @@ ecr_login() {
     aws ecr create-repository --region "$region" --repository-name "$repo" >/dev/null
 }
 
+# The image's Dockerfile: the recipe with `{name}` (outside comments) replaced by the container's name and its own
+# steps in place of its `# {build.Dockerfile}` and `# {image.Dockerfile}` lines (none where it has no such file).
+dockerfile_of() {
+  local name="$1" line
+  while IFS= read -r line; do
+    case "$line" in
+      "# {build.Dockerfile}"|"# {image.Dockerfile}")
+        local part="containers/$name/${line:3:-1}"
+        if [ -f "$part" ]; then cat "$part"; fi ;;
+      "#"*) printf '%s\n' "$line" ;;
+      *) printf '%s\n' "${line//\{name\}/$name}" ;;
+    esac
+  done <containers/Dockerfile
+}
+
+CONTEXT_DIR="$(mktemp -d)"
+trap 'rm -rf "$CONTEXT_DIR"' EXIT
+
 mb() { docker image inspect -f '{{.Size}}' "$1" | awk '{printf "%.0f MB", $1/1e6}'; }
 
 for name in "${NAMES[@]}"; do
   image="$PREFIX$name"
   echo "[build] $image:$VERSION and $image:$SHA (base: ${BASE_IMAGE:-Dockerfile default})"
   scripts/fill_wheelhouse.sh "$name"
+  dockerfile_of "$name" >"$CONTEXT_DIR/Dockerfile"
   # The context is exactly what the Dockerfile uses: a tar stream, so no other image's wheels travel.
   # Compiled libraries of the dev venv stay out too: each image compiles its own.
-  tar -c --exclude=__pycache__ --exclude='*.so' requirements "containers/$name" "wheelhouse/$name" wheelhouse/serving_common |
-    docker build "${NO_CACHE[@]}" "${BASE_ARGS[@]}" "${BUILD_ARGS[@]}" -f "containers/$name/Dockerfile" \
+  tar -c --exclude=__pycache__ --exclude='*.so' requirements "containers/$name" "wheelhouse/$name" \
+      wheelhouse/serving_common -C "$CONTEXT_DIR" Dockerfile |
+    docker build "${NO_CACHE[@]}" "${BASE_ARGS[@]}" "${BUILD_ARGS[@]}" -f Dockerfile \
       -t "$image:$VERSION" -t "$image:$SHA" --label "org.opencontainers.image.version=$VERSION" \
       --label "org.opencontainers.image.revision=$SHA" - | grep -v '^ ---> \|^Removing intermediate' || {
         echo "[build] $image failed" >&2; exit 1; }
