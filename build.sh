@@ -3,11 +3,12 @@
 #
 #   ./build.sh                          build every image under containers/
 #   ./build.sh preprocess xgboost       build the ones named
+#   ./build.sh --list                   print the names of every image (one a line) and build nothing
 #   ./build.sh --push --registry ACCOUNT.dkr.ecr.REGION.amazonaws.com [NAME...]
 #
 # Each image is tagged <prefix><name>:<version> (VERSION file) and <prefix><name>:<git-sha>.
 # Options: --base-image IMAGE (default: the local base made by scripts/make_base_image.sh if present,
-# else the Dockerfile's debian:bookworm-slim), --prefix P (default smkit-), --no-cache,
+# else the recipe's debian:bookworm-slim), --prefix P (default smkit-), --no-cache,
 # --build-arg NAME=VALUE (repeatable, e.g. WITH_PARQUET=true for xgboost; pair it with another --prefix).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -16,16 +17,18 @@ PREFIX="${IMAGE_PREFIX:-smkit-}"
 LOCAL_BASE="smkit-base/bookworm-python3:local"
 BASE_IMAGE="${BASE_IMAGE:-}"
 PUSH=0
+LIST=0
 REGISTRY=""
 NO_CACHE=()
 BUILD_ARGS=()
 NAMES=()
 
-usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 
 while (($#)); do
   case "$1" in
     --push) PUSH=1 ;;
+    --list) LIST=1 ;;
     --registry) REGISTRY="${2:?--registry needs a value}"; shift ;;
     --base-image) BASE_IMAGE="${2:?--base-image needs a value}"; shift ;;
     --prefix) PREFIX="${2?}"; shift ;;
@@ -54,6 +57,10 @@ for name in "${NAMES[@]}"; do
   [ -f "containers/$name/requirements.txt" ] && [ -d "containers/$name/${name}_container" ] || {
     echo "no such image: $name (no containers/$name/requirements.txt and ${name}_container/)" >&2; exit 2; }
 done
+if ((LIST)); then
+  printf '%s\n' "${NAMES[@]}"
+  exit 0
+fi
 
 if [ -z "$BASE_IMAGE" ] && docker image inspect "$LOCAL_BASE" >/dev/null 2>&1; then
   BASE_IMAGE="$LOCAL_BASE"
