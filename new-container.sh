@@ -18,7 +18,7 @@ cd "$(dirname "$0")"
 
 name="${1:-}"
 if ! [[ "$name" =~ ^[a-z][a-z0-9_]*$ ]]; then
-  sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 fi
 dest="containers/$name"
