@@ -3,11 +3,12 @@
 #
 #   ./build.sh                          build every image under containers/
 #   ./build.sh preprocess xgboost       build the ones named
+#   ./build.sh --list                   print the names of every image (one a line) and build nothing
 #   ./build.sh --push --registry ACCOUNT.dkr.ecr.REGION.amazonaws.com [NAME...]
 #
 # Each image is tagged <prefix><name>:<version> (VERSION file) and <prefix><name>:<git-sha>.
 # Options: --base-image IMAGE (default: the local base made by scripts/make_base_image.sh if present,
-# else the Dockerfile's debian:bookworm-slim), --prefix P (default smkit-), --no-cache,
+# else the recipe's debian:bookworm-slim), --prefix P (default smkit-), --no-cache,
 # --build-arg NAME=VALUE (repeatable, e.g. WITH_PARQUET=true for xgboost; pair it with another --prefix).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -16,16 +17,18 @@ PREFIX="${IMAGE_PREFIX:-smkit-}"
 LOCAL_BASE="smkit-base/bookworm-python3:local"
 BASE_IMAGE="${BASE_IMAGE:-}"
 PUSH=0
+LIST=0
 REGISTRY=""
 NO_CACHE=()
 BUILD_ARGS=()
 NAMES=()
 
-usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 
 while (($#)); do
   case "$1" in
     --push) PUSH=1 ;;
+    --list) LIST=1 ;;
     --registry) REGISTRY="${2:?--registry needs a value}"; shift ;;
     --base-image) BASE_IMAGE="${2:?--base-image needs a value}"; shift ;;
     --prefix) PREFIX="${2?}"; shift ;;
@@ -43,14 +46,21 @@ if ((PUSH)) && [ -z "$REGISTRY" ]; then
   exit 2
 fi
 
+# An image is a folder containers/<name>/ with a requirements.txt and a <name>_container package; every
+# image is built by the one recipe containers/Dockerfile (with the folder's own optional steps spliced in).
 if ((${#NAMES[@]} == 0)); then
-  for dockerfile in containers/*/Dockerfile; do
-    NAMES+=("$(basename "$(dirname "$dockerfile")")")
+  for requirements in containers/*/requirements.txt; do
+    NAMES+=("$(basename "$(dirname "$requirements")")")
   done
 fi
 for name in "${NAMES[@]}"; do
-  [ -f "containers/$name/Dockerfile" ] || { echo "no such image: $name (no containers/$name/Dockerfile)" >&2; exit 2; }
+  [ -f "containers/$name/requirements.txt" ] && [ -d "containers/$name/${name}_container" ] || {
+    echo "no such image: $name (no containers/$name/requirements.txt and ${name}_container/)" >&2; exit 2; }
 done
+if ((LIST)); then
+  printf '%s\n' "${NAMES[@]}"
+  exit 0
+fi
 
 if [ -z "$BASE_IMAGE" ] && docker image inspect "$LOCAL_BASE" >/dev/null 2>&1; then
   BASE_IMAGE="$LOCAL_BASE"
@@ -78,16 +88,36 @@ ecr_login() {
     aws ecr create-repository --region "$region" --repository-name "$repo" >/dev/null
 }
 
+# The image's Dockerfile: the recipe with `{name}` (outside comments) replaced by the container's name and its own
+# steps in place of its `# {build.Dockerfile}` and `# {image.Dockerfile}` lines (none where it has no such file).
+dockerfile_of() {
+  local name="$1" line
+  while IFS= read -r line; do
+    case "$line" in
+      "# {build.Dockerfile}"|"# {image.Dockerfile}")
+        local part="containers/$name/${line:3:-1}"
+        if [ -f "$part" ]; then cat "$part"; fi ;;
+      "#"*) printf '%s\n' "$line" ;;
+      *) printf '%s\n' "${line//\{name\}/$name}" ;;
+    esac
+  done <containers/Dockerfile
+}
+
+CONTEXT_DIR="$(mktemp -d)"
+trap 'rm -rf "$CONTEXT_DIR"' EXIT
+
 mb() { docker image inspect -f '{{.Size}}' "$1" | awk '{printf "%.0f MB", $1/1e6}'; }
 
 for name in "${NAMES[@]}"; do
   image="$PREFIX$name"
   echo "[build] $image:$VERSION and $image:$SHA (base: ${BASE_IMAGE:-Dockerfile default})"
   scripts/fill_wheelhouse.sh "$name"
+  dockerfile_of "$name" >"$CONTEXT_DIR/Dockerfile"
   # The context is exactly what the Dockerfile uses: a tar stream, so no other image's wheels travel.
   # Compiled libraries of the dev venv stay out too: each image compiles its own.
-  tar -c --exclude=__pycache__ --exclude='*.so' requirements "containers/$name" "wheelhouse/$name" wheelhouse/serving_common |
-    docker build "${NO_CACHE[@]}" "${BASE_ARGS[@]}" "${BUILD_ARGS[@]}" -f "containers/$name/Dockerfile" \
+  tar -c --exclude=__pycache__ --exclude='*.so' requirements "containers/$name" "wheelhouse/$name" \
+      wheelhouse/serving_common -C "$CONTEXT_DIR" Dockerfile |
+    docker build "${NO_CACHE[@]}" "${BASE_ARGS[@]}" "${BUILD_ARGS[@]}" -f Dockerfile \
       -t "$image:$VERSION" -t "$image:$SHA" --label "org.opencontainers.image.version=$VERSION" \
       --label "org.opencontainers.image.revision=$SHA" - | grep -v '^ ---> \|^Removing intermediate' || {
         echo "[build] $image failed" >&2; exit 1; }

@@ -1,6 +1,7 @@
 """What the contract suite needs to know about an image: how to train a small model and what it accepts.
 
-A new framework container adds one ``ImageDescriptor`` to ``images.py``; the suite itself stays unchanged.
+Each container folder holds one in its ``contract.py`` (``DESCRIPTOR = ImageDescriptor(...)``); the suite
+finds it there (``images.py``) and itself stays unchanged.
 """
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""The {{name}} container: a least-squares linear model on numeric features (the template's example)."""
