@@ -22,6 +22,9 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
+from serving_common.training.data_files import data_files as training_data_files
+from serving_common.training.data_files import skip_reason
+
 logger = logging.getLogger("preprocess")
 
 __all__ = [
@@ -86,19 +89,9 @@ def flatten_if_nested(record: Mapping) -> Mapping:
 # finding data files
 
 
-def _kind(relative: Path) -> tuple[str | None, str]:
-    """(reader kind or None to skip, reason) for a file path relative to the data directory."""
-    for part in relative.parts[:-1]:
-        if part.startswith((".", "_")):
-            return None, f"inside the hidden or bookkeeping directory {part!r}"
-    name = relative.name
+def _kind(name: str) -> tuple[str | None, str]:
+    """(reader kind or None to skip, reason) for a data file's name."""
     lower = name.lower()
-    if name.startswith("."):
-        return None, "hidden file"
-    if name.startswith("_"):
-        return None, "bookkeeping file (name starts with '_', e.g. _SUCCESS)"
-    if lower.endswith(".crc"):
-        return None, "checksum file"
     base = lower[:-3] if lower.endswith(".gz") else lower
     suffix = Path(base).suffix
     if suffix in _JSONL_SUFFIXES:
@@ -113,24 +106,13 @@ def _kind(relative: Path) -> tuple[str | None, str]:
 
 
 def data_files(directory: Path) -> list[tuple[Path, str]]:
-    """The data files under ``directory`` (a directory tree or one file) with their reader kind.
-
-    Sorted by relative path for a deterministic record order; skipped files are logged.
-    """
-    directory = Path(directory)
-    if not directory.exists():
-        raise FileNotFoundError(f"training data path {directory} does not exist")
-    if directory.is_file():
-        candidates = [(directory, Path(directory.name))]
-    else:
-        found = [(p, p.relative_to(directory)) for p in directory.rglob("*") if p.is_file()]
-        candidates = sorted(found, key=lambda item: item[1].as_posix())
+    """The data files under ``directory`` (a directory tree or one file, selected as every container does:
+    :func:`serving_common.training.data_files.data_files`) with their reader kind; skipped files are logged."""
     selected = []
-    for path, relative in candidates:
-        kind, reason = _kind(relative)
+    for path in training_data_files(directory, logger):
+        kind, reason = _kind(path.name)
         if kind is None:
-            log = logger.warning if reason.startswith("unsupported") else logger.info
-            log("skipping %s: %s", path, reason)
+            logger.warning("skipping %s: %s", path, reason)
         else:
             selected.append((path, kind))
     return selected
@@ -271,7 +253,9 @@ def read_file(path: Path, kind: str | None = None, *, flat: bool = True) -> list
     """
     path = Path(path)
     if kind is None:
-        kind, reason = _kind(Path(path.name))
+        reason = skip_reason(Path(path.name))
+        if reason is None:
+            kind, reason = _kind(path.name)
         if kind is None:
             raise RecordError(f"{path}: cannot read this file: {reason}")
     try:
