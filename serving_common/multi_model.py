@@ -75,7 +75,8 @@ from .errors import (
 from .handler import Handler
 from .invocations import Request, Response, Service, error_response
 from .script_mode import release_script
-from .settings import MME_MEMORY_BUDGET_MB, Settings, _local_path
+from .settings import MME_MEMORY_BUDGET_MB, Settings
+from .uris import local_path
 
 log = logging.getLogger("serving_common.multi_model")
 access_log = logging.getLogger("serving_common.access")
@@ -358,7 +359,7 @@ def confined_path(url: str, root: Path) -> Path:
     Anything else is one 400 that tells nothing about the file system: the path is not looked at before it
     is known to be under the root (``os.path.realpath`` only reads links along it, and raises nothing).
     """
-    path = _local_path(url)
+    path = local_path(url)
     real_root = os.path.realpath(root)
     if path is not None and path.is_absolute():
         real = os.path.realpath(path)

@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from .uris import local_path
+
 # Serving variables, named as SageMaker and its toolkits name them.
 BIND_TO_PORT = "SAGEMAKER_BIND_TO_PORT"
 SAFE_PORT_RANGE = "SAGEMAKER_SAFE_PORT_RANGE"
@@ -121,12 +123,6 @@ def _log_level(env: Mapping[str, str]) -> str:
     return level
 
 
-def _local_path(url: str) -> Path | None:
-    """A local directory from a path or file:// URL; None for remote (s3://) URLs, which serving ignores."""
-    path = url.removeprefix("file://")
-    return Path(path) if path and "://" not in path else None
-
-
 def record_rule_overrides(env: Mapping[str, str] | None = None) -> dict[str, int | str | None]:
     """The record-check rules the environment sets (``max_missing_fields``: an int, or None for "auto";
     ``unknown_fields``), only those it sets; SettingsError for values that are not valid."""
@@ -188,7 +184,7 @@ class Settings:
             default_accept=env.get(DEFAULT_INVOCATIONS_ACCEPT, "").strip() or None,
             max_payload_mb=_float(env, MAX_PAYLOAD_IN_MB, DEFAULT_MAX_PAYLOAD_MB),
             program=env.get(PROGRAM, "").strip() or DEFAULT_PROGRAM,
-            submit_directory=_local_path(submit),
+            submit_directory=local_path(submit),
             batch=_bool(env, BATCH),
             batch_strategy=_batch_strategy(env),
             max_concurrent_transforms=transforms or None,

@@ -32,6 +32,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from serving_common.uris import local_path
+
 from .fast_transform import FeatureError
 
 logger = logging.getLogger("preprocess")
@@ -240,12 +242,6 @@ def _hyperparameter(raw: Mapping[str, str], name: str) -> str | None:
     return text or None
 
 
-def _local_directory(url: str) -> Path | None:
-    """A local directory from a path or file:// URL; None for remote URLs (s3://...)."""
-    path = url.removeprefix("file://")
-    return None if "://" in path else Path(path)
-
-
 def _modules_in(directory: Path) -> list[Path]:
     return sorted(p for p in directory.iterdir() if p.is_file() and p.suffix == ".py" and not p.name.startswith("."))
 
@@ -274,7 +270,7 @@ def find_training_code(hyperparameters: Mapping[str, str], channels: Mapping[str
         places: list[Path] = []
         remote = None
         if submit is not None:
-            local = _local_directory(submit)
+            local = local_path(submit)
             if local is None:
                 remote = submit
             else:
