@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .fast_transform import (
-    NESTED_OBJECT,
     CompiledTransform,
     FeatureError,
     check_row,
@@ -39,6 +38,7 @@ from .fast_transform import (
     to_category,
     to_number,
 )
+from .flatten import NESTED_OBJECT
 from .spec import FeatureSpec, SpecError
 from .user_code import CODE_PATH, FeatureCode, sha256_file
 from .validation import RecordChecker, RecordRules, fields_seen

@@ -25,6 +25,9 @@ from typing import IO, Any
 from serving_common.training.data_files import data_files as training_data_files
 from serving_common.training.data_files import skip_reason
 
+from .flatten import DuplicateField, has_objects
+from .flatten import flatten as flatten_record
+
 logger = logging.getLogger("preprocess")
 
 __all__ = [
@@ -40,8 +43,6 @@ __all__ = [
 _JSONL_SUFFIXES = frozenset({".jsonl", ".ndjson"})
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
 _SNIFF_CHARS = 4096
-# Value types that are certainly not mappings: skips the (slow) abstract Mapping isinstance check.
-_PLAIN = frozenset({str, int, float, bool, type(None), list})
 
 
 class RecordError(ValueError):
@@ -53,36 +54,23 @@ class RecordError(ValueError):
 
 
 def flatten(record: Mapping) -> dict[str, Any]:
-    """Flatten nested objects into dotted field names; lists (and every other value) are kept as is.
+    """Flatten nested objects into dotted field names (:func:`preprocess_container.flatten.flatten`: lists
+    and every other value kept as they are; an empty nested object contributes no field).
 
     Raises :class:`RecordError` when ``record`` is not a mapping, or when one field name arises twice
-    (``{"a.b": 1, "a": {"b": 2}}``). An empty nested object contributes no field.
+    (``{"a.b": 1, "a": {"b": 2}}``).
     """
     if not isinstance(record, Mapping):
         raise RecordError(f"a record must be a JSON object, got {type(record).__name__}")
-    out: dict[str, Any] = {}
-    _flatten_into(out, record, "")
-    return out
-
-
-def _flatten_into(out: dict[str, Any], mapping: Mapping, prefix: str) -> None:
-    for key, value in mapping.items():
-        name = prefix + (key if isinstance(key, str) else str(key))
-        if isinstance(value, Mapping):
-            _flatten_into(out, value, name + ".")
-        elif name in out:
-            raise RecordError(f"field {name!r} occurs twice in the record (as a dotted name and nested)")
-        else:
-            out[name] = value
+    try:
+        return flatten_record(record)
+    except DuplicateField as exc:
+        raise RecordError(f"{exc} in the record") from None
 
 
 def flatten_if_nested(record: Mapping) -> Mapping:
     """``record`` itself when none of its values is an object (the common, cheap case), else flattened."""
-    for value in record.values():
-        kind = type(value)
-        if kind is dict or (kind not in _PLAIN and isinstance(value, Mapping)):
-            return flatten(record)
-    return record
+    return flatten(record) if has_objects(record) else record
 
 
 # --------------------------------------------------------------------------------------------------
