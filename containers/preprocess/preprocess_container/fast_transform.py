@@ -49,7 +49,6 @@ __all__ = [
     "CompiledTransform",
     "FeatureError",
     "check_row",
-    "compile_transformer",
     "get_record",
     "load_tables",
     "save_tables",
@@ -496,10 +495,3 @@ def load_tables(path: Path | str, spec: FeatureSpec, fingerprint: str) -> Compil
         return _from_tables(arrays, spec.numeric, spec.categorical)
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from None
-
-
-def compile_transformer(ct: Any, spec: FeatureSpec) -> CompiledTransform | None:
-    """Compile a fitted ColumnTransformer for ``spec`` (see ``compiler``; imports scikit-learn)."""
-    from .compiler import compile_transformer as compile_
-
-    return compile_(ct, spec)

@@ -31,7 +31,6 @@ from .fast_transform import (
     CompiledTransform,
     FeatureError,
     check_row,
-    compile_transformer,
     get_record,
     load_tables,
     save_tables,
@@ -292,6 +291,8 @@ class FittedFeatures:
         self.set_record_checks(RecordRules())
         self._compiled: CompiledTransform | None = None
         if fast:
+            from .compiler import compile_transformer  # scikit-learn: only where a fitted transformer is
+
             self._compiled = compile_transformer(transformer, spec)
             if self._compiled is not None:
                 self._verify(self._compiled.probe_records(), "probe records")
