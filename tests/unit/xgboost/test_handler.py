@@ -21,7 +21,8 @@ from serving_common.errors import BadRequest
 from serving_common.handler import RequestContext
 from serving_common.settings import MODEL_SERVER_WORKERS
 from serving_common.training.harness import run
-from xgboost_container.handler import DensePredictor, XGBoostHandler, threads_per_worker
+from xgboost_container.fast.xgboost_c_api import DensePredictor
+from xgboost_container.handler import XGBoostHandler, threads_per_worker
 from xgboost_container.hyperparameters import HYPERPARAMETERS
 from xgboost_container.train import train
 
