@@ -8,10 +8,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import orjson
-
 from ..asgi import ClientDisconnected, RequestIds, read_body, run_lifespan
-from ..errors import PayloadTooLarge
+from ..errors import PayloadTooLarge, error_body
 from ..settings import PipelineConfig, Stage
 from .stage_client import StageClient, StageFailure
 
@@ -29,10 +27,6 @@ Send = Callable[[dict[str, Any]], Any]
 Headers = list[tuple[bytes, bytes]]
 
 _JSON = b"application/json"
-
-
-def _error_body(title: str, message: str) -> bytes:
-    return orjson.dumps({"error": title, "message": message})
 
 
 class PipelineApp:
@@ -68,13 +62,13 @@ class PipelineApp:
                 if scope["method"] == "POST":
                     await self._invocations(scope, receive, send)
                 else:
-                    await _answer(send, 405, _error_body("MethodNotAllowed", "use POST /invocations"), _JSON)
+                    await _answer(send, 405, error_body("MethodNotAllowed", "use POST /invocations"), _JSON)
             elif path == "/ping":
                 await self._ping(send)
             elif path == "/execution-parameters":
                 await self._execution_parameters(send)
             else:
-                await _answer(send, 404, _error_body("NotFound", f"no route {scope['method']} {path}"), _JSON)
+                await _answer(send, 404, error_body("NotFound", f"no route {scope['method']} {path}"), _JSON)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
 
@@ -104,7 +98,7 @@ class PipelineApp:
             log.info("invocation id=%s client disconnected before sending its body", request_id.decode("latin-1"))
             return
         except PayloadTooLarge as exc:
-            await _answer(send, exc.status, _error_body(exc.title, exc.message), _JSON, request_id)
+            await _answer(send, exc.status, error_body(exc.title, exc.message), _JSON, request_id)
             return
         size_in = len(body)
         shared = b"X-Request-Id: " + request_id + b"\r\n"
@@ -125,7 +119,7 @@ class PipelineApp:
             except StageFailure as exc:
                 stage = client.stage
                 message = f"{stage.label}: {exc}"
-                await _answer(send, exc.status, _error_body(exc.title, message), _JSON, request_id, stage)
+                await _answer(send, exc.status, error_body(exc.title, message), _JSON, request_id, stage)
                 log.warning("invocation id=%s status=%d %s ms=%.3f", request_id.decode("latin-1"), exc.status,
                             message, (time.perf_counter() - started) * 1e3)
                 return
@@ -155,7 +149,7 @@ class PipelineApp:
             await _answer(send, 200, b"", b"text/plain")
             return
         message = "; ".join(f"{stage.label}: {reason}" for stage, reason in failing)
-        await _answer(send, 503, _error_body("ServiceUnavailable", f"not every stage is ready: {message}"), _JSON,
+        await _answer(send, 503, error_body("ServiceUnavailable", f"not every stage is ready: {message}"), _JSON,
                       stage=failing[0][0])
 
     async def _execution_parameters(self, send: Send) -> None:
@@ -164,7 +158,7 @@ class PipelineApp:
         try:
             status, content_type, body = await client.get(b"/execution-parameters", deadline)
         except StageFailure as exc:
-            await _answer(send, exc.status, _error_body(exc.title, f"{client.stage.label}: {exc}"), _JSON,
+            await _answer(send, exc.status, error_body(exc.title, f"{client.stage.label}: {exc}"), _JSON,
                           stage=client.stage)
             return
         await _answer(send, status, body, content_type, stage=None if 200 <= status < 300 else client.stage)
