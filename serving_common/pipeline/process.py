@@ -10,15 +10,15 @@ import sys
 from typing import Any
 
 from ..logs import configure_logging
-from ..server import ModelServer, account, base_options
 from ..settings import PipelineConfig, SettingsError
+from ..workers import ModelServer, Worker, account, base_options
 from .front import PipelineApp
 
 log = logging.getLogger("serving_common.pipeline")
 
 def gunicorn_options(config: PipelineConfig) -> dict[str, Any]:
     # The front reads no model and no file: its workers need no privileges at all.
-    return base_options(port=config.port, workers=config.workers, worker_class="serving_common.server.Worker",
+    return base_options(port=config.port, workers=config.workers, worker_class=f"{Worker.__module__}.Worker",
                         heartbeat_s=int(config.timeout_s) + 30, log_level=config.log_level,
                         proc_name="pipeline-front", identity=account(config.worker_user))
 

@@ -379,7 +379,7 @@ def test_config_from_the_environment():
         PipelineConfig.from_env({"SMKIT_PIPELINE_STAGES": "8080"})
     options = gunicorn_options(config)
     assert options["bind"] == ["0.0.0.0:9000"] and options["workers"] == 2
-    assert options["worker_class"] == "serving_common.server.Worker"  # the model servers' worker
+    assert options["worker_class"] == "serving_common.workers.Worker"  # the model servers' worker
 
 
 def _module_env(**env: str) -> dict[str, str]:
