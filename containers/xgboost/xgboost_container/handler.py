@@ -20,7 +20,6 @@ from serving_common.arrays import plain_csv_matrix, to_matrix
 from serving_common.content_types import CSV, JSON, JSONLINES, LIBSVM, NPY, MediaType
 from serving_common.errors import BadRequest
 from serving_common.handler import Handler, RequestContext
-from serving_common.settings import MODEL_SERVER_WORKERS
 
 from . import libsvm
 from .model_files import load_booster, model_file, read_meta
@@ -67,9 +66,8 @@ class Model:
         return self.booster.inplace_predict(rows, validate_features=False)
 
 
-def threads_per_worker() -> int:
-    """Workers share the CPUs: each gets its share, so they never fight over cores."""
-    workers = int(os.environ.get(MODEL_SERVER_WORKERS) or os.cpu_count() or 1)
+def threads_per_worker(workers: int) -> int:
+    """Workers share the CPUs: each of ``workers`` gets its share, so they never fight over cores."""
     return max(1, (os.cpu_count() or 1) // workers)
 
 
@@ -95,7 +93,7 @@ class XGBoostHandler(Handler):
         if not path.is_file():
             raise FileNotFoundError(f"{path} not found: {model_dir} does not hold an XGBoost model")
         booster = load_booster(path)
-        threads = threads_per_worker()
+        threads = threads_per_worker(self.settings.workers)
         booster.set_param({"nthread": threads})
         saved_forest = model_dir / fast.FOREST_FILE if fast is not None else None
         return Model(booster, booster.num_features(), read_meta(model_dir).get("objective"), saved_forest, threads)
