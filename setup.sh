@@ -34,7 +34,7 @@ shopt -s nullglob
 container_reqs=(containers/*/requirements-build.txt containers/*/tests/requirements.txt)
 stamp=.venv/.requirements.sha256
 digest="$(cat requirements/*.txt "${container_reqs[@]}" pyproject.toml contract_kit/pyproject.toml local_test/pyproject.toml \
-  | sha256sum | cut -d' ' -f1)"
+  model_report/pyproject.toml | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$digest" ]; then
   log "creating the dev venv .venv"
   "$PY" -m venv .venv
@@ -46,6 +46,8 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$digest" ]; then
   .venv/bin/pip install --quiet --disable-pip-version-check --no-deps -e ./contract_kit 2> >(grep -v "Location 'file" >&2)
   # The SDK helpers users import (local_test), importable from any folder (local_test/pyproject.toml).
   .venv/bin/pip install --quiet --disable-pip-version-check --no-deps -e local_test 2> >(grep -v "Location 'file" >&2)
+  # The model comparison report (model_report/, installs on its own too): `smkit-report compare OLD NEW ...`
+  .venv/bin/pip install --quiet --disable-pip-version-check --no-deps -e ./model_report 2> >(grep -v "Location 'file" >&2)
   echo "$digest" >"$stamp"
 fi
 # A container's optional native code (containers/<name>/native/compile.sh PYTHON DIR, e.g. XGBoost's forest

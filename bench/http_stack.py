@@ -20,26 +20,27 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 from empty_server import write_model
 from loadgen import (
     BENCH,
-    CpuMeter,
     Payload,
     Result,
     Server,
     exit_on_sigterm,
     find,
-    free_port,
+    load_suite,
     ratio,
     result_headers,
     result_row,
-    run_httperf,
-    run_wrk,
     table,
+    warm_up,
 )
+
+# Importable because loadgen (imported above) puts the repository root on sys.path.
+from local_test.docker_run import free_port
 
 WORKERS = 2
 OURS = "ours (serving_common)"
@@ -65,30 +66,6 @@ def flask_server(work: Path, app: str, worker_class: str = "sync", workers: int 
     if worker_class == "gthread":
         argv.append("--threads=4")
     return Server(name or f"flask {worker_class}", [*argv, app], port, work, env=env)
-
-
-def load_suite(name: str, url: str, payload: Payload, meters: Mapping[str, CpuMeter], *, duration_s: int,
-               rate: float, closed: bool = True, paced: bool = True, open_loop: bool = True) -> list[Result]:
-    """Closed loop (wrk, 32 connections), paced (wrk delay, 64 connections) and open loop (httperf) against
-    a ready server, in that order (the open loop last: it is the one that can leave a backlog behind)."""
-    runs: list[Callable[[], Result]] = []
-    if closed:
-        runs.append(lambda: run_wrk(name, url, payload, connections=32, duration_s=duration_s, meters=meters))
-    if paced:
-        runs.append(lambda: run_wrk(name, url, payload, connections=64, duration_s=duration_s, rate=rate,
-                                    meters=meters))
-    if open_loop:
-        runs.append(lambda: run_httperf(name, url, payload, rate=rate, duration_s=duration_s, meters=meters))
-    results = []
-    for run in runs:
-        results.append(run())
-        time.sleep(0.5)  # let the previous run's connections close
-    return results
-
-
-def warm_up(url: str, payload: Payload) -> None:
-    """One second of closed-loop load, not reported (first requests pay for lazy imports and caches)."""
-    run_wrk("warm-up", url, payload, connections=8, duration_s=1)
 
 
 def main(argv: list[str] | None = None) -> int:

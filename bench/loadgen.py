@@ -9,14 +9,12 @@ with the server for the same cores.
 from __future__ import annotations
 
 import contextlib
-import http.client
 import json
 import math
 import os
 import re
 import resource
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,6 +32,8 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # the scripts run as files: make local_test importable
+
+from local_test.docker_run import ServingContainer, wait_ready  # noqa: E402
 
 HOST = "127.0.0.1"
 WRK = "/usr/bin/wrk"
@@ -129,39 +129,6 @@ def children_cpu_seconds() -> float:
 # -- servers under test ------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
-def wait_ready(url: str, timeout: float = 30.0, alive: Callable[[], bool] | None = None,
-               interval: float = 0.01) -> float:
-    """Seconds until ``GET url`` answers 200 (polled every ``interval``); raises if ``alive()`` turns false."""
-    parts = urlsplit(url)
-    started = time.monotonic()
-    checked = started
-    while True:
-        try:
-            connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=1)
-            try:
-                connection.request("GET", parts.path or "/")
-                if connection.getresponse().status == 200:
-                    return time.monotonic() - started
-            finally:
-                connection.close()
-        except (OSError, http.client.HTTPException):
-            pass  # not listening yet (a docker-proxy accepts, then resets)
-        now = time.monotonic()
-        if now - started > timeout:
-            raise TimeoutError(f"no 200 from {url} within {timeout} s")
-        if alive is not None and now - checked > 0.5:
-            checked = now
-            if not alive():
-                raise RuntimeError(f"the server behind {url} exited before answering")
-        time.sleep(interval)
-
-
 class Server:
     """A server process group started on the host; stopped (SIGTERM, then SIGKILL) by ``stop``/``with``."""
 
@@ -183,7 +150,7 @@ class Server:
                                          cwd=self.cwd, start_new_session=True)
         try:
             return wait_ready(f"{self.url}/ping", timeout, alive=lambda: self.proc is not None
-                              and self.proc.poll() is None)
+                              and self.proc.poll() is None, interval=0.01)
         except Exception:
             self.stop()
             raise RuntimeError(f"{self.name} did not start:\n{self.log_tail()}") from None
@@ -452,6 +419,30 @@ def run_httperf(target: str, url: str, payload: Payload, *, rate: float = 1000, 
 # -- tables ------------------------------------------------------------------------------------------
 
 
+def load_suite(name: str, url: str, payload: Payload, meters: Mapping[str, CpuMeter], *, duration_s: int,
+               rate: float, closed: bool = True, paced: bool = True, open_loop: bool = True) -> list[Result]:
+    """Closed loop (wrk, 32 connections), paced (wrk delay, 64 connections) and open loop (httperf) against
+    a ready server, in that order (the open loop last: it is the one that can leave a backlog behind)."""
+    runs: list[Callable[[], Result]] = []
+    if closed:
+        runs.append(lambda: run_wrk(name, url, payload, connections=32, duration_s=duration_s, meters=meters))
+    if paced:
+        runs.append(lambda: run_wrk(name, url, payload, connections=64, duration_s=duration_s, rate=rate,
+                                    meters=meters))
+    if open_loop:
+        runs.append(lambda: run_httperf(name, url, payload, rate=rate, duration_s=duration_s, meters=meters))
+    results = []
+    for run in runs:
+        results.append(run())
+        time.sleep(0.5)  # let the previous run's connections close
+    return results
+
+
+def warm_up(url: str, payload: Payload) -> None:
+    """One second of closed-loop load, not reported (first requests pay for lazy imports and caches)."""
+    run_wrk("warm-up", url, payload, connections=8, duration_s=1)
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     """A plain text table: first column left-aligned, the others right-aligned."""
     cells = [[str(cell) for cell in row] for row in rows]
@@ -522,8 +513,6 @@ def measure(name: str, url: str, single: Payload, batch: Payload, meters: Mappin
             args: Any, paced: bool = True) -> list[Result]:
     """Closed loop single and batch (``args.duration`` s each), then ~``args.rate`` single-record paced (wrk)
     and open loop (httperf); each result is printed as it comes."""
-    from http_stack import load_suite, warm_up  # here: http_stack imports this module
-
     warm_up(url, single)
     results = []
     runs = [load_suite(name, url, single, meters, duration_s=args.duration, rate=args.rate, paced=False,
@@ -536,11 +525,6 @@ def measure(name: str, url: str, single: Payload, batch: Payload, meters: Mappin
         print(result.summary(), flush=True)
         results.append(result)
     return results
-
-
-def _running(container: Any) -> bool:
-    container.container.reload()
-    return container.container.status not in ("exited", "dead")
 
 
 def time_starts(client: Any, image: str, model_dir: Path, started: list[Any], times: int) -> list[float]:
@@ -594,18 +578,12 @@ def start_container(client: Any, image: str, model_dir: Path | None, started: li
     """``docker run IMAGE serve`` (``ServingContainer``, host network, ``SERVE_ENV`` + ``env``): the container
     (also appended to ``started``), the seconds from just before its creation until the docker API call
     returned (created and started) and until the first 200 on /ping (polled every 10 ms)."""
-    from local_test.docker_run import ServingContainer
-
     begin = time.perf_counter()
     container = ServingContainer(client, image, model_dir, env={**SERVE_ENV, **(env or {})}, volumes=volumes,
                                  host_network=True)
     running_after = time.perf_counter() - begin
     started.append(container)
-    try:
-        wait_ready(f"{container.url}/ping", timeout=60, alive=lambda: _running(container))
-    except Exception:
-        print(container.logs()[-3000:], file=sys.stderr)
-        raise
+    container.wait_ready(timeout=60, interval=0.01)  # raises with the container's logs
     return container, running_after, time.perf_counter() - begin
 
 

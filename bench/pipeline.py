@@ -58,7 +58,6 @@ from loadgen import (
     docker_proxy_pids,
     exit_on_sigterm,
     fmt_ms,
-    free_port,
     parent_pid,
     pids_named,
     process_cpu_seconds,
@@ -68,6 +67,9 @@ from loadgen import (
     table,
     tree_cpu_seconds,
 )
+
+# Importable because loadgen (imported above) puts the repository root on sys.path.
+from local_test.docker_run import free_port
 
 WORKERS = "2"  # a container alone and flask: the CPU count here (the images' default), fixed for comparability
 PIPELINE = "pipeline"

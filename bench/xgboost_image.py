@@ -55,7 +55,7 @@ from loadgen import (
 # Importable because loadgen (imported above) puts the repository root on sys.path.
 from local_test.docker_run import OptMl, ServingContainer
 
-MODEL_FILE = "xgboost-model.ubj"  # what the image's train writes (xgboost_container.train.MODEL_FILE)
+MODEL_FILE = "xgboost-model.ubj"  # what the image's train writes (xgboost_container.model_files.MODEL_FILE)
 FEATURES = 30
 HYPERPARAMETERS = {"num_round": 200, "objective": "binary:logistic", "max_depth": 6}
 BATCH = 100

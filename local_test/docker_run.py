@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import docker as docker_sdk
 import requests
@@ -56,9 +58,50 @@ def ensure_image(client: docker_sdk.DockerClient, name: str) -> str:
 
 
 def free_port() -> int:
+    """A TCP port on 127.0.0.1 that the OS found free just now (for a server started right after)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+class ServerExited(RuntimeError):
+    """The server stopped before it answered 200."""
+
+
+def wait_ready(url: str, timeout: float = 60.0, *, alive: Callable[[], bool] | None = None,
+               interval: float = 0.05, check_every: float = 0.5, request_timeout: float = 1.0) -> float:
+    """Seconds until ``GET url`` answers 200, polled every ``interval`` s: the one readiness wait of the
+    tests, the local runs and the benchmarks.
+
+    Not listening yet, a reset (a docker-proxy accepts, then resets), no answer within ``request_timeout``
+    (the port is bound but no worker accepts yet) or another status all mean "not yet". ``alive()``, asked at
+    most every ``check_every`` s, turning false raises ServerExited; no 200 within ``timeout`` s raises
+    TimeoutError with the last answer. (http.client, not requests: no pool, no retries, nothing to configure.)
+    """
+    parts = urlsplit(url)
+    started = time.monotonic()
+    checked = started
+    last = "no answer"
+    while True:
+        connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=request_timeout)
+        try:
+            connection.request("GET", parts.path or "/")
+            response = connection.getresponse()
+            if response.status == 200:
+                return time.monotonic() - started
+            last = f"{response.status} {response.read(300).decode(errors='replace')}"
+        except (OSError, http.client.HTTPException) as exc:
+            last = f"{type(exc).__name__}: {exc}"
+        finally:
+            connection.close()
+        now = time.monotonic()
+        if alive is not None and now - checked >= check_every:
+            checked = now
+            if not alive():
+                raise ServerExited(f"the server behind {url} exited before answering 200")
+        if now - started > timeout:
+            raise TimeoutError(f"no 200 from {url} within {timeout:.0f} s (last: {last})")
+        time.sleep(interval)
 
 
 def _open_dirs(path: Path) -> None:
@@ -190,20 +233,18 @@ class ServingContainer:
             tmpfs={"/tmp": ""} if read_only else None, **network)
         self.url = f"http://127.0.0.1:{self.host_port}"
 
-    def wait_ready(self, timeout: float = 60) -> float:
+    def running(self) -> bool:
+        self.container.reload()
+        return self.container.status not in ("exited", "dead")
+
+    def wait_ready(self, timeout: float = 60, interval: float = 0.05) -> float:
         """Seconds until the first 200 on /ping; raises with the logs if the container died or timed out."""
-        started = time.monotonic()
-        while time.monotonic() - started < timeout:
-            self.container.reload()
-            if self.container.status == "exited":
-                raise RuntimeError(f"container exited:\n{self.logs()}")
-            try:
-                if requests.get(f"{self.url}/ping", timeout=1).status_code == 200:
-                    return time.monotonic() - started
-            except (requests.ConnectionError, requests.Timeout):  # not listening yet / no worker ready yet
-                pass
-            time.sleep(0.05)
-        raise TimeoutError(f"no 200 on /ping within {timeout} s:\n{self.logs()}")
+        try:
+            return wait_ready(f"{self.url}/ping", timeout, alive=self.running, interval=interval)
+        except ServerExited:
+            raise ServerExited(f"container exited:\n{self.logs()}") from None
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}:\n{self.logs()}") from None
 
     def wait_exit(self, timeout: float = 60) -> int:
         return self.container.wait(timeout=timeout)["StatusCode"]

@@ -57,7 +57,6 @@ import shutil
 import tarfile
 import tempfile
 import threading
-import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -70,7 +69,7 @@ import docker as docker_sdk
 import requests
 from botocore.exceptions import ClientError
 
-from local_test.docker_run import docker_client, free_port
+from local_test.docker_run import ServerExited, docker_client, free_port, wait_ready
 
 # First: it sets the offline environment before the SDK is imported (the SDK's class comes through it).
 from local_test.sagemaker_local import (
@@ -309,28 +308,25 @@ class PipelineDeployment:
             raise
         return self
 
+    def exited(self) -> str | None:
+        """Which container of the endpoint exited, with its code and the end of its logs; None while all run."""
+        for container, label in zip(self.containers, ["front", *(s.describe() for s in self.specs)], strict=False):
+            container.reload()
+            if container.status in ("exited", "dead"):
+                code = container.attrs["State"].get("ExitCode")
+                return (f"pipeline endpoint {self.name}: {label} exited (code {code}):\n"
+                        f"{_tail(container.logs().decode(errors='replace'))}")
+        return None
+
     def wait_ready(self, timeout: float = 120.0) -> float:
         """Seconds until the front's /ping is 200 (every stage's is); RuntimeError with the logs otherwise."""
-        started = time.monotonic()
-        last = "no answer"
-        while time.monotonic() - started < timeout:
-            for container, label in zip(self.containers, ["front", *(s.describe() for s in self.specs)],
-                                        strict=False):
-                container.reload()
-                if container.status in ("exited", "dead"):
-                    raise RuntimeError(f"pipeline endpoint {self.name}: {label} exited "
-                                       f"(code {container.attrs['State'].get('ExitCode')}):\n"
-                                       f"{_tail(container.logs().decode(errors='replace'))}")
-            try:
-                response = requests.get(f"{self.url}/ping", timeout=2)
-                if response.status_code == 200:
-                    return time.monotonic() - started
-                last = f"{response.status_code} {response.text[:300]}"
-            except requests.RequestException as exc:
-                last = str(exc)
-            time.sleep(0.1)
-        raise TimeoutError(f"pipeline endpoint {self.name}: /ping not 200 within {timeout:.0f} s (last: {last})\n"
-                           f"{self.logs_text()}")
+        try:
+            return wait_ready(f"{self.url}/ping", timeout, alive=lambda: self.exited() is None, interval=0.1,
+                              check_every=0.0, request_timeout=2)
+        except ServerExited:
+            raise RuntimeError(self.exited() or f"pipeline endpoint {self.name}: a container exited") from None
+        except TimeoutError as exc:
+            raise TimeoutError(f"pipeline endpoint {self.name}: {exc}\n{self.logs_text()}") from None
 
     def logs(self) -> dict[str, str]:
         names = ["front", *(spec.name for spec in self.specs)]

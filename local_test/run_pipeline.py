@@ -38,9 +38,10 @@ logging.getLogger("sagemaker").setLevel(logging.ERROR)  # its notices would drow
 from sagemaker.model import Model  # noqa: E402
 from sagemaker.pipeline import PipelineModel  # noqa: E402
 
-from local_test import report, sdk_flows  # noqa: E402
+from local_test import sdk_flows  # noqa: E402
 from local_test.docker_run import PREFIX, VERSION  # noqa: E402
 from local_test.pipeline import PipelineSession  # noqa: E402
+from smkit_report import compare, write_report  # noqa: E402
 
 PREPROCESS = f"{PREFIX}preprocess:{VERSION}"
 XGBOOST = f"{PREFIX}xgboost:{VERSION}"
@@ -191,8 +192,8 @@ def main(argv: list[str] | None = None) -> int:
                 session, _pipeline(session, pre_model, models["this week"]), data / "test", work / "scores-v2")
 
             progress.step("comparing the two versions on the same held-out orders")
-            result = report.compare(labels, scores, baseline="last week", candidate="this week")
-            html, numbers = report.write_report(
+            result = compare(labels, scores, baseline="last week", candidate="this week")
+            html, numbers = write_report(
                 result, args.out, title="Default risk: this week's model vs last week's",
                 description=f"{len(labels)} held-out synthetic orders, scored through the local "
                             "preprocess -> xgboost pipeline")

@@ -68,10 +68,8 @@ import json
 import logging
 import os
 import shutil
-import socket
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -119,6 +117,8 @@ from sagemaker.local.local_session import (  # noqa: E402
     LocalSession,
 )
 
+from local_test.docker_run import ServerExited, docker_client, free_port, wait_ready  # noqa: E402
+
 logging.getLogger("sagemaker.telemetry.telemetry_logging").setLevel(logging.WARNING)  # the opt-out notice
 logging.getLogger("sagemaker.config").setLevel(logging.WARNING)  # "Applied value from config key" per lookup
 
@@ -141,12 +141,6 @@ sagemaker.utils.validate_sagemaker_config = _validate_sagemaker_config_once
 
 class OfflineViolation(RuntimeError):
     """Something tried to send a request to AWS from an offline local-mode session."""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _refuse_aws_request(request: Any = None, **_: Any) -> None:
@@ -176,11 +170,6 @@ def docker_host() -> str:
     return _DOCKER_HOST
 
 
-def _docker():
-    from local_test.docker_run import docker_client
-    return docker_client()
-
-
 def _container_on_port(client: Any, port: int) -> Any | None:
     """The compose-made container that publishes ``port`` (HostConfig keeps the binding after an exit)."""
     for container in client.containers.list(all=True, filters={"label": COMPOSE_WORKING_DIR}):
@@ -194,28 +183,28 @@ def wait_for_serving_container(serving_port: int, timeout: float = PING_TIMEOUT_
     """Drop-in for ``sagemaker.local.entities._wait_for_serving_container``: polls ``/ping`` every 50 ms
     instead of 5 s, and fails at once (with the container's logs) when the container exits. Returns
     the seconds it waited."""
-    http = urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(connect=1, read=2))
     url = f"http://{docker_host()}:{serving_port}/ping"
-    started = time.monotonic()
-    client, next_check = None, started + 0.5
-    while time.monotonic() - started < timeout:
-        with suppress(urllib3.exceptions.HTTPError, OSError):
-            if http.request("GET", url).status == 200:
-                return time.monotonic() - started
-        if time.monotonic() >= next_check:
-            next_check = time.monotonic() + 0.5
-            exited = None
-            with suppress(Exception):  # no Docker API: keep polling /ping, as the SDK does
-                client = client or _docker()
-                container = _container_on_port(client, serving_port)
-                if container is not None and container.status in ("exited", "dead"):
-                    exited = (container.name, container.attrs["State"].get("ExitCode"),
-                              container.logs(tail=60).decode(errors="replace"))
-            if exited is not None:
-                name, code, logs = exited
-                raise RuntimeError(f"the serving container {name} exited ({code}) before /ping answered 200:\n{logs}")
-        time.sleep(PING_INTERVAL_S)
-    raise RuntimeError(f"Giving up, endpoint didn't launch correctly: no 200 on {url} within {timeout:.0f} s")
+    client = None
+    exited: tuple[str, Any, str] | None = None
+
+    def alive() -> bool:
+        nonlocal client, exited
+        with suppress(Exception):  # no Docker API: keep polling /ping, as the SDK does
+            client = client or docker_client()
+            container = _container_on_port(client, serving_port)
+            if container is not None and container.status in ("exited", "dead"):
+                exited = (container.name, container.attrs["State"].get("ExitCode"),
+                          container.logs(tail=60).decode(errors="replace"))
+        return exited is None
+
+    try:
+        return wait_ready(url, timeout, alive=alive, interval=PING_INTERVAL_S, request_timeout=2)
+    except ServerExited:
+        name, code, logs = exited or ("?", "?", "")
+        raise RuntimeError(f"the serving container {name} exited ({code}) before /ping answered 200:\n{logs}") from None
+    except TimeoutError:
+        raise RuntimeError(f"Giving up, endpoint didn't launch correctly: no 200 on {url} within {timeout:.0f} s") \
+            from None
 
 
 # _LocalEndpoint.serve and _LocalTransformJob.start call the module-level function; this keeps their
@@ -390,7 +379,7 @@ def require_local_image(image: str) -> None:
     import docker.errors
 
     try:
-        _docker().images.get(image)
+        docker_client().images.get(image)
     except docker.errors.ImageNotFound:
         raise OfflineViolation(f"image {image} is not on this machine and offline local mode does not pull "
                                "(build it: ./build.sh NAME)") from None
@@ -605,7 +594,7 @@ def endpoint(predictor: Any) -> Iterator[Any]:
 def sdk_containers(root: Path | str) -> list[Any]:
     """Containers docker-compose made for compose files in ``root`` or below (running or not)."""
     root = str(Path(root).resolve())
-    client = _docker()
+    client = docker_client()
     return [c for c in client.containers.list(all=True, filters={"label": COMPOSE_WORKING_DIR})
             if (c.labels.get(COMPOSE_WORKING_DIR) or "") == root
             or (c.labels.get(COMPOSE_WORKING_DIR) or "").startswith(root + os.sep)]

@@ -52,7 +52,9 @@ def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
 def build_service(handler_factory: Callable[[], Handler], settings: Settings, model_dir: Path,
                   module_name: str | None = None) -> Service:
     """A fresh handler (with any user script) and the model it loads from ``model_dir``."""
-    handler = with_user_script(handler_factory(), settings, model_dir, module_name)
+    base = handler_factory()
+    base.settings = settings
+    handler = with_user_script(base, settings, model_dir, module_name)
     service = Service(handler, None, settings.default_accept)
     if handler.accepts is not None and service.default_accept not in handler.accepts:
         raise ValueError(f"SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT={settings.default_accept!r} cannot be produced "

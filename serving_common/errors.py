@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import orjson
+
 
 class HTTPError(Exception):
     """An error the server answers with ``status`` and a JSON body ``{"error", "message"}``."""
@@ -14,6 +16,10 @@ class HTTPError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+    def body(self) -> bytes:
+        """This error's JSON body (:func:`error_body`)."""
+        return error_body(self.title, self.message)
 
 
 class BadRequest(HTTPError):
@@ -82,6 +88,12 @@ def public_message(text: str) -> str:
     text = _NATIVE_LOCATION.sub("", _STACK_TRACE.sub("", text))
     line = next((line.strip() for line in text.splitlines() if line.strip()), "")
     return line if len(line) <= MAX_MESSAGE_CHARS else line[:MAX_MESSAGE_CHARS - 1] + "…"
+
+
+def error_body(title: str, message: str) -> bytes:
+    """The JSON error body every image and the pipeline front answer with: ``{"error": title, "message": text}``
+    (one line, no native stack trace: :func:`public_message`)."""
+    return orjson.dumps({"error": title, "message": public_message(message)})
 
 
 def describe(exc: BaseException) -> str:

@@ -8,6 +8,7 @@ from typing import Any
 
 from . import decoders, encoders
 from .content_types import CSV, JSON, JSONLINES, NPY, MediaType
+from .settings import Settings
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,19 @@ class Handler:
     accepts: tuple[str, ...] | None = (JSON, JSONLINES, CSV, NPY)
     #: response type for a missing or ``*/*`` Accept, unless SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT says.
     default_accept: str = JSON
+    _settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        """The server's settings, given before ``load``: read configuration here, never ``os.environ``. A
+        handler used on its own (a test, a notebook) reads them from the environment."""
+        if self._settings is None:
+            self._settings = Settings.from_env()
+        return self._settings
+
+    @settings.setter
+    def settings(self, settings: Settings) -> None:
+        self._settings = settings
 
     def load(self, model_dir: Path) -> Any:
         """Load and return the model found in ``model_dir`` (raise with a clear message if unusable)."""

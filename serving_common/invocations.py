@@ -6,10 +6,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from . import content_types
-from .errors import BadRequest, HTTPError, ModelError, describe, public_message
+from .errors import BadRequest, HTTPError, ModelError, describe
 from .handler import Handler, RequestContext
 
 log = logging.getLogger(__name__)
@@ -89,7 +87,5 @@ class Service:
 
 
 def error_response(error: HTTPError) -> Response:
-    """The JSON error body every image answers with: ``{"error": title, "message": text}`` (one line, no
-    native stack trace: ``errors.public_message``)."""
-    body = orjson.dumps({"error": error.title, "message": public_message(error.message)})
-    return Response(error.status, body, content_types.JSON)
+    """``error`` as the response every image answers with (its JSON body: ``errors.error_body``)."""
+    return Response(error.status, error.body(), content_types.JSON)

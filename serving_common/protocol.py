@@ -46,13 +46,11 @@ class URITooLong(HTTPError):
 
 def error_head_and_body(error: HTTPError) -> bytes:
     """A complete ``Connection: close`` response carrying the JSON error body every image answers with."""
-    from .invocations import error_response  # invocations imports handler code; keep this module light
-
-    response = error_response(error)
+    body = error.body()
     reason = {400: b"Bad Request", 414: b"URI Too Long", 431: b"Request Header Fields Too Large"}.get(
         error.status, b"Error")
     return b"".join((b"HTTP/1.1 %d " % error.status, reason, b"\r\ncontent-type: application/json\r\n"
-                     b"content-length: %d\r\nconnection: close\r\n\r\n" % len(response.body), response.body))
+                     b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body), body))
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):

@@ -7,7 +7,6 @@ id, custom attributes), which SageMaker's own toolkits never pass on.
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
 import logging
 import sys
@@ -17,6 +16,7 @@ from typing import Any
 
 from .content_types import MediaType
 from .handler import Handler, RequestContext
+from .importing import NotLoadable, import_file
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -51,20 +51,14 @@ def import_script(path: Path, module_name: str | None = None) -> ModuleType:
             requirements)
     sys.path.insert(0, str(path.parent))
     before = set(sys.modules) if module_name else set()
-    spec = importlib.util.spec_from_file_location(module_name or path.stem, path)
-    if spec is None or spec.loader is None:
-        raise ScriptError(f"cannot import {path}")
-    module = importlib.util.module_from_spec(spec)
-    # Registered like any imported module: dataclasses, typing and pickle look classes up in sys.modules.
-    sys.modules[spec.name] = module
     try:
-        spec.loader.exec_module(module)
+        module = import_file(path, module_name or path.stem)
+    except NotLoadable:
+        raise ScriptError(f"cannot import {path}") from None
     except ModuleNotFoundError as exc:
-        sys.modules.pop(spec.name, None)
         hint = " (dependencies belong in the image: see requirements.txt note above)" if requirements.exists() else ""
         raise ScriptError(f"importing {path} failed: {exc}{hint}") from exc
     except Exception as exc:
-        sys.modules.pop(spec.name, None)
         raise ScriptError(f"importing {path} failed: {type(exc).__name__}: {exc}") from exc
     if hasattr(module, "transform_fn") and any(
             hasattr(module, name) for name in ("input_fn", "predict_fn", "output_fn")):

@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from .uris import local_path
+
 # Serving variables, named as SageMaker and its toolkits name them.
 BIND_TO_PORT = "SAGEMAKER_BIND_TO_PORT"
 SAFE_PORT_RANGE = "SAGEMAKER_SAFE_PORT_RANGE"
@@ -47,6 +49,12 @@ DEFAULT_TIMEOUT_S = 60
 DEFAULT_MAX_PAYLOAD_MB = 6.0
 DEFAULT_PROGRAM = "inference.py"
 
+
+# The serial-pipeline front (serving_common.pipeline).
+PIPELINE_STAGES = "SMKIT_PIPELINE_STAGES"
+PIPELINE_TIMEOUT = "SMKIT_PIPELINE_TIMEOUT"
+PIPELINE_WORKERS = "SMKIT_PIPELINE_WORKERS"
+PIPELINE_POOL = "SMKIT_PIPELINE_POOL"
 
 class SettingsError(ValueError):
     """An environment variable holds a value the container cannot use."""
@@ -89,6 +97,14 @@ def _bool(env: Mapping[str, str], name: str, default: bool = False) -> bool:
     raise SettingsError(f"{name}={raw!r} is not a boolean (true/false)")
 
 
+def _port(env: Mapping[str, str]) -> int:
+    """``SAGEMAKER_BIND_TO_PORT``: the port this process serves on (the model server's or the pipeline front's)."""
+    port = _int(env, BIND_TO_PORT, DEFAULT_PORT, minimum=1)
+    if port > 65535:
+        raise SettingsError(f"{BIND_TO_PORT}={port} is not a valid port")
+    return port
+
+
 def _port_range(env: Mapping[str, str]) -> tuple[int, int] | None:
     raw = env.get(SAFE_PORT_RANGE, "").strip()
     if not raw:
@@ -119,12 +135,6 @@ def _log_level(env: Mapping[str, str]) -> str:
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
         raise SettingsError(f"{LOG_LEVEL}={level!r} is not one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
     return level
-
-
-def _local_path(url: str) -> Path | None:
-    """A local directory from a path or file:// URL; None for remote (s3://) URLs, which serving ignores."""
-    path = url.removeprefix("file://")
-    return Path(path) if path and "://" not in path else None
 
 
 def record_rule_overrides(env: Mapping[str, str] | None = None) -> dict[str, int | str | None]:
@@ -178,9 +188,7 @@ class Settings:
         env = os.environ if env is None else env
         submit = env.get(SUBMIT_DIRECTORY, "").strip()
         transforms = _int(env, MAX_CONCURRENT_TRANSFORMS, 0, minimum=0)
-        port = _int(env, BIND_TO_PORT, DEFAULT_PORT, minimum=1)
-        if port > 65535:
-            raise SettingsError(f"{BIND_TO_PORT}={port} is not a valid port")
+        port = _port(env)
         return cls(
             port=port,
             workers=_int(env, MODEL_SERVER_WORKERS, os.cpu_count() or 1, minimum=1),
@@ -188,7 +196,7 @@ class Settings:
             default_accept=env.get(DEFAULT_INVOCATIONS_ACCEPT, "").strip() or None,
             max_payload_mb=_float(env, MAX_PAYLOAD_IN_MB, DEFAULT_MAX_PAYLOAD_MB),
             program=env.get(PROGRAM, "").strip() or DEFAULT_PROGRAM,
-            submit_directory=_local_path(submit),
+            submit_directory=local_path(submit),
             batch=_bool(env, BATCH),
             batch_strategy=_batch_strategy(env),
             max_concurrent_transforms=transforms or None,
@@ -201,4 +209,78 @@ class Settings:
             access_log=_bool(env, ACCESS_LOG, default=False),
             inline_predictions=_bool(env, INLINE_PREDICTIONS, default=True),
             mme_memory_budget_mb=_float(env, MME_MEMORY_BUDGET_MB, 0.0) or None,
+        )
+
+
+# -- the serial-pipeline front -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One container of the pipeline: its 1-based position, a name for messages, where it listens."""
+
+    index: int
+    name: str
+    host: str
+    port: int
+
+    @property
+    def label(self) -> str:
+        return f"stage {self.index} ({self.name}) at {self.host}:{self.port}"
+
+
+def parse_stages(text: str) -> tuple[Stage, ...]:
+    """``"preprocess=8081,xgboost=10.0.0.2:8082"`` -> stages; a stage without a name is ``stage<N>``."""
+    stages = []
+    for index, item in enumerate((part.strip() for part in text.split(",") if part.strip()), start=1):
+        name, _, address = item.rpartition("=")
+        host, _, port_text = address.rpartition(":")
+        try:
+            port = int(port_text)
+        except ValueError:
+            raise SettingsError(f"{PIPELINE_STAGES}: {item!r} is not [name=][host:]port") from None
+        if not 0 < port < 65536:
+            raise SettingsError(f"{PIPELINE_STAGES}: {item!r} has an invalid port")
+        stages.append(Stage(index, name.strip() or f"stage{index}", host.strip() or "127.0.0.1", port))
+    if not stages:
+        raise SettingsError(f"{PIPELINE_STAGES} names no stage (e.g. preprocess=8081,xgboost=8082)")
+    return tuple(stages)
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """What the pipeline front (serving_common.pipeline) reads from its environment, validated once at start."""
+
+    stages: tuple[Stage, ...]
+    port: int = DEFAULT_PORT
+    timeout_s: float = DEFAULT_TIMEOUT_S + 5
+    max_payload_mb: float = 6.0
+    workers: int = 1
+    pool_size: int = 16
+    log_level: str = "INFO"
+    worker_user: str | None = None
+    access_log: bool = False
+
+    @property
+    def max_payload_bytes(self) -> int:
+        return int(self.max_payload_mb * 1024 * 1024)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> PipelineConfig:
+        env = os.environ if env is None else env
+        port = _port(env)
+        stage_timeout = _int(env, MODEL_SERVER_TIMEOUT, DEFAULT_TIMEOUT_S, minimum=1)
+        stages = parse_stages(env.get(PIPELINE_STAGES, ""))
+        if any(stage.port == port and stage.host in ("127.0.0.1", "localhost", "0.0.0.0") for stage in stages):
+            raise SettingsError(f"{PIPELINE_STAGES}: a stage listens on the front's own port {port}")
+        return cls(
+            stages=stages,
+            port=port,
+            timeout_s=_float(env, PIPELINE_TIMEOUT, stage_timeout + 5.0),
+            max_payload_mb=_float(env, MAX_PAYLOAD_IN_MB, 6.0),
+            workers=_int(env, PIPELINE_WORKERS, 1, minimum=1),
+            pool_size=_int(env, PIPELINE_POOL, 16, minimum=1),
+            log_level=_log_level(env),
+            worker_user=env.get(WORKER_USER, "").strip() or None,
+            access_log=_bool(env, ACCESS_LOG, default=False),
         )

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from serving_common.training.data_files import data_files
+
 BASE_DIR_ENV = "SMKIT_OPT_ML"  # tests point the harness at another folder than /opt/ml
 
 
@@ -42,6 +44,11 @@ class Channel:
     def files(self) -> list[Path]:
         """Every regular file under the channel, sorted (deterministic order on every host)."""
         return sorted(p for p in self.path.rglob("*") if p.is_file())
+
+    def data_files(self) -> list[Path]:
+        """The channel's data files, sorted; bookkeeping (_SUCCESS, .crc, hidden files) skipped; none when
+        its folder is missing."""
+        return data_files(self.path) if self.path.exists() else []
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,8 @@ import sys
 import tarfile
 from pathlib import Path
 
+from serving_common.uris import local_path
+
 log = logging.getLogger("training")
 
 CODE_CHANNEL = "code"
@@ -35,11 +37,6 @@ TAIL_CHARS = 700
 
 class UserCodeError(Exception):
     """The user's code cannot be fetched or its requirements cannot be installed; the message says why."""
-
-
-def _local_path(uri: str) -> Path | None:
-    path = uri.removeprefix("file://")
-    return None if "://" in path else Path(path)
 
 
 def _check_member(member: tarfile.TarInfo) -> None:
@@ -81,7 +78,7 @@ def fetch(code_dir: Path, submit_directory: str | None, code_channel: Path | Non
     code_dir.mkdir(parents=True, exist_ok=True)
     if any(code_dir.iterdir()):
         return f"{code_dir} (already there)"
-    local = _local_path(submit_directory) if submit_directory else None
+    local = local_path(submit_directory) if submit_directory else None
     if local is not None:
         if local.resolve() == code_dir.resolve():
             raise UserCodeError(f"sagemaker_submit_directory={submit_directory!r} is empty")

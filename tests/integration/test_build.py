@@ -80,7 +80,7 @@ def test_unknown_command_and_unknown_image_are_refused(docker, image_of):
 
 
 def test_the_xgboost_image_carries_its_compiled_evaluator_but_no_compiler(docker, image_of):
-    script = ("import importlib.util; from xgboost_container import forest; forest.evaluator(); "
+    script = ("import importlib.util; from xgboost_container.fast import forest; forest.evaluator(); "
               "print(importlib.util.find_spec('ziglang'))")
     output = docker.containers.run(image_of("xgboost"), ["-c", script], entrypoint=["/opt/venv/bin/python"],
                                    remove=True)

@@ -13,7 +13,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -23,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from local_test.docker_run import ServerExited, free_port, wait_ready
+
 ROOT = Path(__file__).resolve().parents[2]
 WORKERS = 3
 REQUESTS = 100
@@ -31,12 +32,6 @@ REQUESTS = 100
 SERVER = "from unit.serving_common.conftest import LinearHandler\n" \
          "from serving_common.server import serve\n" \
          "serve(LinearHandler, multi_model=True)\n"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Client:
@@ -79,17 +74,12 @@ def server(tmp_path):
         process = subprocess.Popen([sys.executable, "-c", SERVER], env=env, stdout=log, stderr=subprocess.STDOUT,
                                    cwd=tmp_path)
     client = Client(port)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if client.request("GET", "/ping", timeout=2)[0] == 200:
-                break
-        except OSError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"the server did not start:\n{log_path.read_text()}")
-        time.sleep(0.1)
+    try:
+        wait_ready(f"http://127.0.0.1:{port}/ping", 60, alive=lambda: process.poll() is None, interval=0.1,
+                   request_timeout=2)
+    except (TimeoutError, ServerExited):
+        process.kill()
+        pytest.fail(f"the server did not start:\n{log_path.read_text()}")
     yield client, process, log_path
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)

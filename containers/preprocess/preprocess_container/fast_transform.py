@@ -36,19 +36,19 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .flatten import DuplicateField, NestedObject, flatten, has_objects
+
 if TYPE_CHECKING:
     from .spec import FeatureSpec
 
 logger = logging.getLogger("preprocess")
 
 __all__ = [
-    "NESTED_OBJECT",
     "TABLES_FORMAT",
     "Cell",
     "CompiledTransform",
     "FeatureError",
     "check_row",
-    "compile_transformer",
     "get_record",
     "load_tables",
     "save_tables",
@@ -140,7 +140,7 @@ def to_category(value: Any, field: str, index: int, unit: str = "record") -> str
         return str(value)
     if isinstance(value, (float, np.floating)):
         return None if value != value else str(value)
-    if isinstance(value, (list, tuple, dict, set, frozenset, Mapping, _NestedObject)):
+    if isinstance(value, (list, tuple, dict, set, frozenset, Mapping, NestedObject)):
         raise _fail(unit, index, field, f"expected a single value, got {_type_name(value)}")
     return str(value) or None
 
@@ -150,58 +150,23 @@ def _short(value: str) -> str:
 
 
 def _type_name(value: Any) -> str:
-    names = {list: "a list", tuple: "a list", dict: "an object", bytes: "bytes", _NestedObject: "an object"}
+    names = {list: "a list", tuple: "a list", dict: "an object", bytes: "bytes", NestedObject: "an object"}
     return names.get(type(value), "an object" if isinstance(value, Mapping) else type(value).__name__)
 
 
-class _NestedObject:
-    """Stands, in a flattened record, for an object found at a path (so a feature field holding an
-    object is an error rather than silently missing)."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "<object>"
-
-
-NESTED_OBJECT = _NestedObject()
-
-
-# Value types that are certainly not mappings: skips the (slow) abstract Mapping isinstance check
-# (_NestedObject: a flattened record, checked by validation before the transform reads it).
-_PLAIN = frozenset({str, int, float, bool, type(None), list, _NestedObject})
-
-
-def _is_mapping(value: Any) -> bool:
-    kind = type(value)
-    return kind is dict or (kind not in _PLAIN and isinstance(value, Mapping))
-
-
-def _flatten_into(out: dict[str, Any], mapping: Mapping, prefix: str, index: int) -> None:
-    for key, value in mapping.items():
-        name = prefix + (key if type(key) is str else str(key))
-        if name in out:
-            raise FeatureError(f"record {index}: field {name!r} occurs twice (as a dotted name and nested)")
-        if _is_mapping(value):
-            out[name] = NESTED_OBJECT
-            _flatten_into(out, value, name + ".", index)
-        else:
-            out[name] = value
-
-
 def get_record(record: Any, index: int) -> Mapping[str, Any]:
-    """``record`` as a flat mapping with dotted field names.
+    """``record`` as a flat mapping with dotted field names (:mod:`.flatten`).
 
     Flattened only when one of its values is an object (the cheap, common case returns ``record``
     itself). The path of an object maps to :data:`NESTED_OBJECT`, which no feature accepts.
     """
     if type(record) is not dict and not isinstance(record, Mapping):
         raise FeatureError(f"record {index}: expected a JSON object, got {_type_name(record)}")
-    for value in record.values():
-        if _is_mapping(value):
-            out: dict[str, Any] = {}
-            _flatten_into(out, record, "", index)
-            return out
+    if has_objects(record):
+        try:
+            return flatten(record, mark_objects=True)
+        except DuplicateField as exc:
+            raise FeatureError(f"record {index}: {exc}") from None
     return record
 
 
@@ -530,10 +495,3 @@ def load_tables(path: Path | str, spec: FeatureSpec, fingerprint: str) -> Compil
         return _from_tables(arrays, spec.numeric, spec.categorical)
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from None
-
-
-def compile_transformer(ct: Any, spec: FeatureSpec) -> CompiledTransform | None:
-    """Compile a fitted ColumnTransformer for ``spec`` (see ``compiler``; imports scikit-learn)."""
-    from .compiler import compile_transformer as compile_
-
-    return compile_(ct, spec)

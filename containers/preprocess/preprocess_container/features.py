@@ -28,17 +28,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .fast_transform import (
-    NESTED_OBJECT,
     CompiledTransform,
     FeatureError,
     check_row,
-    compile_transformer,
     get_record,
     load_tables,
     save_tables,
     to_category,
     to_number,
 )
+from .flatten import NESTED_OBJECT
 from .spec import FeatureSpec, SpecError
 from .user_code import CODE_PATH, FeatureCode, sha256_file
 from .validation import RecordChecker, RecordRules, fields_seen
@@ -292,6 +291,8 @@ class FittedFeatures:
         self.set_record_checks(RecordRules())
         self._compiled: CompiledTransform | None = None
         if fast:
+            from .compiler import compile_transformer  # scikit-learn: only where a fitted transformer is
+
             self._compiled = compile_transformer(transformer, spec)
             if self._compiled is not None:
                 self._verify(self._compiled.probe_records(), "probe records")

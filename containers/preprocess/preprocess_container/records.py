@@ -22,6 +22,12 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
+from serving_common.training.data_files import data_files as training_data_files
+from serving_common.training.data_files import skip_reason
+
+from .flatten import DuplicateField, has_objects
+from .flatten import flatten as flatten_record
+
 logger = logging.getLogger("preprocess")
 
 __all__ = [
@@ -37,8 +43,6 @@ __all__ = [
 _JSONL_SUFFIXES = frozenset({".jsonl", ".ndjson"})
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
 _SNIFF_CHARS = 4096
-# Value types that are certainly not mappings: skips the (slow) abstract Mapping isinstance check.
-_PLAIN = frozenset({str, int, float, bool, type(None), list})
 
 
 class RecordError(ValueError):
@@ -50,55 +54,32 @@ class RecordError(ValueError):
 
 
 def flatten(record: Mapping) -> dict[str, Any]:
-    """Flatten nested objects into dotted field names; lists (and every other value) are kept as is.
+    """Flatten nested objects into dotted field names (:func:`preprocess_container.flatten.flatten`: lists
+    and every other value kept as they are; an empty nested object contributes no field).
 
     Raises :class:`RecordError` when ``record`` is not a mapping, or when one field name arises twice
-    (``{"a.b": 1, "a": {"b": 2}}``). An empty nested object contributes no field.
+    (``{"a.b": 1, "a": {"b": 2}}``).
     """
     if not isinstance(record, Mapping):
         raise RecordError(f"a record must be a JSON object, got {type(record).__name__}")
-    out: dict[str, Any] = {}
-    _flatten_into(out, record, "")
-    return out
-
-
-def _flatten_into(out: dict[str, Any], mapping: Mapping, prefix: str) -> None:
-    for key, value in mapping.items():
-        name = prefix + (key if isinstance(key, str) else str(key))
-        if isinstance(value, Mapping):
-            _flatten_into(out, value, name + ".")
-        elif name in out:
-            raise RecordError(f"field {name!r} occurs twice in the record (as a dotted name and nested)")
-        else:
-            out[name] = value
+    try:
+        return flatten_record(record)
+    except DuplicateField as exc:
+        raise RecordError(f"{exc} in the record") from None
 
 
 def flatten_if_nested(record: Mapping) -> Mapping:
     """``record`` itself when none of its values is an object (the common, cheap case), else flattened."""
-    for value in record.values():
-        kind = type(value)
-        if kind is dict or (kind not in _PLAIN and isinstance(value, Mapping)):
-            return flatten(record)
-    return record
+    return flatten(record) if has_objects(record) else record
 
 
 # --------------------------------------------------------------------------------------------------
 # finding data files
 
 
-def _kind(relative: Path) -> tuple[str | None, str]:
-    """(reader kind or None to skip, reason) for a file path relative to the data directory."""
-    for part in relative.parts[:-1]:
-        if part.startswith((".", "_")):
-            return None, f"inside the hidden or bookkeeping directory {part!r}"
-    name = relative.name
+def _kind(name: str) -> tuple[str | None, str]:
+    """(reader kind or None to skip, reason) for a data file's name."""
     lower = name.lower()
-    if name.startswith("."):
-        return None, "hidden file"
-    if name.startswith("_"):
-        return None, "bookkeeping file (name starts with '_', e.g. _SUCCESS)"
-    if lower.endswith(".crc"):
-        return None, "checksum file"
     base = lower[:-3] if lower.endswith(".gz") else lower
     suffix = Path(base).suffix
     if suffix in _JSONL_SUFFIXES:
@@ -113,24 +94,13 @@ def _kind(relative: Path) -> tuple[str | None, str]:
 
 
 def data_files(directory: Path) -> list[tuple[Path, str]]:
-    """The data files under ``directory`` (a directory tree or one file) with their reader kind.
-
-    Sorted by relative path for a deterministic record order; skipped files are logged.
-    """
-    directory = Path(directory)
-    if not directory.exists():
-        raise FileNotFoundError(f"training data path {directory} does not exist")
-    if directory.is_file():
-        candidates = [(directory, Path(directory.name))]
-    else:
-        found = [(p, p.relative_to(directory)) for p in directory.rglob("*") if p.is_file()]
-        candidates = sorted(found, key=lambda item: item[1].as_posix())
+    """The data files under ``directory`` (a directory tree or one file, selected as every container does:
+    :func:`serving_common.training.data_files.data_files`) with their reader kind; skipped files are logged."""
     selected = []
-    for path, relative in candidates:
-        kind, reason = _kind(relative)
+    for path in training_data_files(directory, logger):
+        kind, reason = _kind(path.name)
         if kind is None:
-            log = logger.warning if reason.startswith("unsupported") else logger.info
-            log("skipping %s: %s", path, reason)
+            logger.warning("skipping %s: %s", path, reason)
         else:
             selected.append((path, kind))
     return selected
@@ -271,7 +241,9 @@ def read_file(path: Path, kind: str | None = None, *, flat: bool = True) -> list
     """
     path = Path(path)
     if kind is None:
-        kind, reason = _kind(Path(path.name))
+        reason = skip_reason(Path(path.name))
+        if reason is None:
+            kind, reason = _kind(path.name)
         if kind is None:
             raise RecordError(f"{path}: cannot read this file: {reason}")
     try:

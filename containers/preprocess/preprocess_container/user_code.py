@@ -23,14 +23,15 @@ This module does not import scikit-learn (serving imports it).
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import logging
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+from serving_common.importing import NotLoadable, import_file
+from serving_common.uris import local_path
 
 from .fast_transform import FeatureError
 
@@ -68,25 +69,16 @@ def sha256_file(path: Path) -> str:
 
 def _import(path: Path, name: str) -> ModuleType:
     """Import ``path`` as module :data:`MODULE_NAME` (registered in sys.modules, as pickle needs)."""
-    spec = importlib.util.spec_from_file_location(MODULE_NAME, path)
-    if spec is None or spec.loader is None:
-        raise FeatureCodeError(f"cannot import the feature code {name} ({path})")
-    module = importlib.util.module_from_spec(spec)
-    previous = sys.modules.get(MODULE_NAME)
-    sys.modules[MODULE_NAME] = module
     try:
-        spec.loader.exec_module(module)
+        return import_file(path, MODULE_NAME)
+    except NotLoadable:
+        raise FeatureCodeError(f"cannot import the feature code {name} ({path})") from None
     except Exception as exc:
-        if previous is None:
-            sys.modules.pop(MODULE_NAME, None)
-        else:
-            sys.modules[MODULE_NAME] = previous
         hint = ""
         if isinstance(exc, ModuleNotFoundError):
             hint = (" (feature code must be one self-contained module: only it is saved with the model, and "
                     "packages it imports must be in the image)")
         raise FeatureCodeError(f"importing the feature code {name} failed: {type(exc).__name__}: {exc}{hint}") from exc
-    return module
 
 
 class FeatureCode:
@@ -240,12 +232,6 @@ def _hyperparameter(raw: Mapping[str, str], name: str) -> str | None:
     return text or None
 
 
-def _local_directory(url: str) -> Path | None:
-    """A local directory from a path or file:// URL; None for remote URLs (s3://...)."""
-    path = url.removeprefix("file://")
-    return None if "://" in path else Path(path)
-
-
 def _modules_in(directory: Path) -> list[Path]:
     return sorted(p for p in directory.iterdir() if p.is_file() and p.suffix == ".py" and not p.name.startswith("."))
 
@@ -274,7 +260,7 @@ def find_training_code(hyperparameters: Mapping[str, str], channels: Mapping[str
         places: list[Path] = []
         remote = None
         if submit is not None:
-            local = _local_directory(submit)
+            local = local_path(submit)
             if local is None:
                 remote = submit
             else:

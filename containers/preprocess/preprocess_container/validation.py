@@ -31,7 +31,8 @@ from typing import Any
 
 from serving_common.settings import UNKNOWN_FIELD_POLICIES, record_rule_overrides
 
-from .fast_transform import NESTED_OBJECT, FeatureError, get_record
+from .fast_transform import FeatureError, get_record
+from .flatten import NESTED_OBJECT
 
 logger = logging.getLogger("preprocess")
 

@@ -44,17 +44,6 @@ class Dataset:
         return self.features.shape[1]
 
 
-def data_files(channel: Channel) -> list[Path]:
-    """The channel's data files, sorted; markers (_SUCCESS, .crc, hidden files) are skipped."""
-    files = []
-    for path in channel.files():
-        relative = path.relative_to(channel.path)
-        if any(part.startswith((".", "_")) for part in relative.parts) or path.suffix == ".crc":
-            continue
-        files.append(path)
-    return files
-
-
 def content_type_of(channel: Channel, path: Path) -> str:
     """The channel's ContentType (inputdataconfig.json), else the file's suffix, else CSV."""
     if channel.content_type:
@@ -182,7 +171,7 @@ def load_channel(channel: Channel, rank: int = 0, hosts: int = 1) -> Dataset:
     FullyReplicated channels (every host has every file) are shared out by file, round-robin by rank;
     ShardedByS3Key channels already hold this host's share and are read whole.
     """
-    files = data_files(channel)
+    files = channel.data_files()
     if hosts > 1 and channel.distribution == "FullyReplicated":
         files = files[rank::hosts]
     parts = []

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import ctypes
-import json
+import importlib
+import importlib.util
 import logging
 import math
 import os
@@ -14,64 +14,20 @@ from typing import Any
 import numpy as np
 import scipy.sparse
 import xgboost
-from xgboost._data_utils import array_interface
-from xgboost.core import _LIB, _check_call, c_bst_ulong
 
 from serving_common import encoders
 from serving_common.arrays import plain_csv_matrix, to_matrix
 from serving_common.content_types import CSV, JSON, JSONLINES, LIBSVM, NPY, MediaType
 from serving_common.errors import BadRequest
 from serving_common.handler import Handler, RequestContext
-from serving_common.settings import MODEL_SERVER_WORKERS
 
 from . import libsvm
-from .forest import FOREST_FILE, Forest, calibrated, compile_forest, evaluator
-from .train import META_FILE, load_booster, model_file
+from .model_files import load_booster, model_file, read_meta
+
+# The optional fast path (fast/, native/): without the folder dense rows go through inplace_predict.
+fast = importlib.import_module(".fast", __package__) if importlib.util.find_spec(".fast", __package__) else None
 
 log = logging.getLogger("xgboost_container")
-
-
-class DensePredictor:
-    """Dense numpy rows -> scores through the C entry point behind ``Booster.inplace_predict``.
-
-    Why by hand: inplace_predict's Python wrapper costs ~200 µs per call here (it rebuilds its JSON
-    config, re-checks types and converts the output every time) — as much as predicting 200 trees for one
-    row. This calls the same function with the config built once. It is checked against inplace_predict
-    when the model loads, on random rows with missing values; any difference or error turns it off
-    (logged) and serving uses inplace_predict.
-    """
-
-    CONFIG = json.dumps({"type": 0, "training": False, "iteration_begin": 0, "iteration_end": 0,
-                         "missing": float("nan"), "strict_shape": False, "cache_id": 0}).encode()
-
-    def __init__(self, booster: xgboost.Booster) -> None:
-        self.booster = booster
-
-    def __call__(self, rows: np.ndarray) -> np.ndarray:
-        rows = np.ascontiguousarray(rows, dtype=np.float64)
-        shape = ctypes.POINTER(c_bst_ulong)()
-        dims = c_bst_ulong()
-        scores = ctypes.POINTER(ctypes.c_float)()
-        _check_call(_LIB.XGBoosterPredictFromDense(
-            self.booster.handle, array_interface(rows), self.CONFIG, None, ctypes.byref(shape),
-            ctypes.byref(dims), ctypes.byref(scores)))
-        out = tuple(int(shape[i]) for i in range(dims.value))
-        # The buffer belongs to the booster and is reused by the next call: copy it out.
-        return np.ctypeslib.as_array(scores, shape=(int(np.prod(out)),)).copy().reshape(out)
-
-    def verified(self, num_features: int) -> bool:
-        rows = np.random.default_rng(0).normal(size=(64, num_features))
-        rows[::7, ::3] = np.nan
-        try:
-            for batch in (rows[:1], rows):
-                expected = self.booster.inplace_predict(batch, validate_features=False)
-                if not np.array_equal(self(batch), expected, equal_nan=True):
-                    log.warning("direct prediction differs from inplace_predict: using inplace_predict")
-                    return False
-        except Exception as exc:  # an XGBoost whose C API changed: stay correct, just slower
-            log.warning("direct prediction unavailable (%s): using inplace_predict", exc)
-            return False
-        return True
 
 
 class Model:
@@ -92,9 +48,13 @@ class Model:
         self.booster = booster
         self.num_features = num_features
         self.objective = objective
-        direct = DensePredictor(booster)
-        self.predict_large = direct if direct.verified(num_features) else self._inplace
-        self.forest = _checked_forest(booster, num_features, saved_forest)
+        self.predict_large: Callable[[np.ndarray], np.ndarray] = self._inplace
+        self.forest: fast.Forest | None = None
+        if fast is not None:
+            direct = fast.DensePredictor(booster)
+            if direct.verified(num_features):
+                self.predict_large = direct
+            self.forest = fast.checked_forest(booster, num_features, saved_forest)
         self.forest_max_rows = self.FOREST_MAX_ROWS if threads >= self.XGBOOST_THREADS_TO_WIN else math.inf
 
     def predict_dense(self, rows: np.ndarray) -> np.ndarray:
@@ -106,43 +66,8 @@ class Model:
         return self.booster.inplace_predict(rows, validate_features=False)
 
 
-def _checked_forest(booster: xgboost.Booster, num_features: int, saved: Path | None = None) -> Forest | None:
-    """The booster as flat tables if they predict as XGBoost does (on random rows with missing values):
-    the tables training saved (``saved``) when they pass, else laid out afresh."""
-    try:
-        evaluator()
-    except OSError as exc:
-        log.warning("dense requests use XGBoost's predictor: %s", exc)
-        return None
-    rows = np.random.default_rng(1).normal(scale=3.0, size=(64, num_features))
-    rows[::5, ::2] = np.nan
-    rows[3] = np.nan
-    forest = None
-    if saved is not None and saved.is_file():
-        forest, why = _calibrated(lambda: (Forest.load(saved), ""), booster, rows)
-        if forest is None:
-            log.warning("%s does not match the model (%s): laying the tables out again", saved, why)
-    if forest is None:
-        forest, why = _calibrated(lambda: compile_forest(booster), booster, rows)
-        if forest is None:
-            log.info("dense requests use XGBoost's predictor: the model cannot be compiled to tables (%s)", why)
-            return None
-    log.info("dense requests use the compiled forest (%d trees, %d levels)", forest.leaf.shape[0], forest.depth)
-    return forest
-
-
-def _calibrated(make: Callable[[], tuple[Forest | None, str]], booster: xgboost.Booster,
-                rows: np.ndarray) -> tuple[Forest | None, str]:
-    try:
-        forest, why = make()
-        return calibrated(forest, booster, rows) if forest is not None else (None, why)
-    except Exception as exc:  # a model layout this XGBoost writes differently: stay correct, just slower
-        return None, f"{type(exc).__name__}: {exc}"
-
-
-def threads_per_worker() -> int:
-    """Workers share the CPUs: each gets its share, so they never fight over cores."""
-    workers = int(os.environ.get(MODEL_SERVER_WORKERS) or os.cpu_count() or 1)
+def threads_per_worker(workers: int) -> int:
+    """Workers share the CPUs: each of ``workers`` gets its share, so they never fight over cores."""
     return max(1, (os.cpu_count() or 1) // workers)
 
 
@@ -168,11 +93,10 @@ class XGBoostHandler(Handler):
         if not path.is_file():
             raise FileNotFoundError(f"{path} not found: {model_dir} does not hold an XGBoost model")
         booster = load_booster(path)
-        threads = threads_per_worker()
+        threads = threads_per_worker(self.settings.workers)
         booster.set_param({"nthread": threads})
-        meta_path = model_dir / META_FILE
-        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-        return Model(booster, booster.num_features(), meta.get("objective"), model_dir / FOREST_FILE, threads)
+        saved_forest = model_dir / fast.FOREST_FILE if fast is not None else None
+        return Model(booster, booster.num_features(), read_meta(model_dir).get("objective"), saved_forest, threads)
 
     def decode(self, body: bytes, media_type: MediaType, context: RequestContext) -> Any:
         if media_type.essence == LIBSVM:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import json
 import logging
 import os
@@ -19,17 +21,14 @@ from serving_common.training.stop import STOP, StopRequested
 
 from .data import Dataset, load_channel
 from .distributed import barrier, collective_group, set_phase
-from .forest import FOREST_FILE, compile_forest
 from .hyperparameters import booster_params
+from .model_files import META_FILE, MODEL_FILE, load_booster
+
+# The optional fast path (fast/, native/): without the folder no tables are saved and serving uses XGBoost.
+fast = importlib.import_module(".fast", __package__) if importlib.util.find_spec(".fast", __package__) else None
 
 log = logging.getLogger("xgboost_container")
 
-# XGBoost's binary JSON format, named with the suffix that says so: XGBoost 3 warns "Unknown file format"
-# when it loads a file without one (SageMaker's own XGBoost's name, ``xgboost-model``, which models trained
-# by earlier versions of this image carry and serving still loads).
-MODEL_FILE = "xgboost-model.ubj"
-LEGACY_MODEL_FILE = "xgboost-model"
-META_FILE = "xgboost-meta.json"
 CHECKPOINT_PREFIX = "xgboost-checkpoint."
 FEATURES_CHANNEL = "features"  # optional: the preprocess model's features.json
 
@@ -108,27 +107,6 @@ def _checkpoints(directory: Path) -> list[tuple[int, Path]]:
         if suffix.isdigit():
             found.append((int(suffix), path))
     return found
-
-
-def model_file(model_dir: Path) -> Path:
-    """The model file of a model folder: ``MODEL_FILE``, else the name earlier versions saved it under."""
-    path = model_dir / MODEL_FILE
-    legacy = model_dir / LEGACY_MODEL_FILE
-    return legacy if not path.is_file() and legacy.is_file() else path
-
-
-def load_booster(path: Path) -> xgboost.Booster:
-    """Load a model file whatever its name (from bytes: XGBoost detects the format without a suffix).
-
-    An empty file is refused here: XGBoost aborts the whole process on one (``terminate called without
-    an active exception``), which no ``except`` can catch and which made a crash loop of serving.
-    """
-    data = path.read_bytes()
-    if not data:
-        raise xgboost.core.XGBoostError(f"{path} is empty (0 bytes): not an XGBoost model")
-    booster = xgboost.Booster()
-    booster.load_model(bytearray(data))
-    return booster
 
 
 def latest_checkpoint(directory: Path) -> xgboost.Booster | None:
@@ -219,9 +197,9 @@ def train(job: TrainingJob) -> None:
             booster = booster[: best + 1]
         if env.is_leader:
             booster.save_model(str(job.model_dir / MODEL_FILE))
-            forest, why = compile_forest(booster)
+            forest, why = fast.compile_forest(booster) if fast else (None, "no fast path in this image")
             if forest is not None:
-                forest.save(job.model_dir / FOREST_FILE)
+                forest.save(job.model_dir / fast.FOREST_FILE)
             else:
                 log.info("serving will use XGBoost's predictor for every request: %s", why)
             meta = {"num_features": booster.num_features(), "objective": params["objective"],

@@ -24,10 +24,10 @@ from sklearn.preprocessing import (
     StandardScaler,
 )
 
+from preprocess_container.compiler import compile_transformer
 from preprocess_container.fast_transform import (
     CompiledTransform,
     FeatureError,
-    compile_transformer,
     load_tables,
     save_tables,
 )

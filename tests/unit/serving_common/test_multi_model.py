@@ -450,7 +450,7 @@ def test_a_load_reaches_every_worker_and_an_unload_too(start, make_model):
 
 
 def test_other_workers_load_eagerly_in_the_background(start, make_model, monkeypatch):
-    monkeypatch.setattr(multi_model, "SYNC_INTERVAL_S", 0.01)
+    monkeypatch.setattr(multi_model.api, "SYNC_INTERVAL_S", 0.01)
     first, second = start(), start()
     load(first, "a", make_model("a", [1, 1]))
 
@@ -490,7 +490,7 @@ def test_a_model_that_fails_in_a_new_worker_does_not_stop_it(start, make_model):
 
 def test_a_slow_start_up_load_beats_gunicorns_heartbeat(start, make_model, linear_handler, monkeypatch,
                                                         make_app, asgi_client):
-    monkeypatch.setattr(multi_model, "HEARTBEAT_S", 0.01)
+    monkeypatch.setattr(multi_model.api, "HEARTBEAT_S", 0.01)
 
     class Slow(linear_handler):
         def load(self, model_dir):

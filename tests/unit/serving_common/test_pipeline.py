@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import socket
 import socketserver
 import subprocess
 import sys
@@ -22,16 +21,11 @@ import pytest
 import requests
 import uvicorn
 
+from local_test.docker_run import free_port, wait_ready
 from serving_common.pipeline import PipelineApp, PipelineConfig, Stage, gunicorn_options, parse_stages
 from serving_common.settings import SettingsError
 
 ROOT = Path(__file__).resolve().parents[3]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class StageApp:
@@ -385,7 +379,7 @@ def test_config_from_the_environment():
         PipelineConfig.from_env({"SMKIT_PIPELINE_STAGES": "8080"})
     options = gunicorn_options(config)
     assert options["bind"] == ["0.0.0.0:9000"] and options["workers"] == 2
-    assert options["worker_class"] == "serving_common.server.Worker"  # the model servers' worker
+    assert options["worker_class"] == "serving_common.workers.Worker"  # the model servers' worker
 
 
 def _module_env(**env: str) -> dict[str, str]:
@@ -409,15 +403,7 @@ def test_python_dash_m_runs_the_front_under_gunicorn(stages):
                                stderr=subprocess.STDOUT, text=True)
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if requests.get(f"{url}/ping", timeout=1).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert time.monotonic() < deadline and process.poll() is None, "the front did not start"
-            time.sleep(0.05)
+        wait_ready(f"{url}/ping", 20, alive=lambda: process.poll() is None, check_every=0.0)  # else: did not start
         assert post(url, b"x", accept="text/csv").content == b"B(A(x))"
     finally:
         process.terminate()

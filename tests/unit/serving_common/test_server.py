@@ -27,7 +27,7 @@ def test_options_follow_the_settings():
     assert options["workers"] == 3
     assert options["timeout"] > 45  # the heartbeat must outlive the per-request limit the app enforces
     assert options["graceful_timeout"] < 30  # SageMaker sends SIGKILL 30 s after SIGTERM
-    assert options["worker_class"] == "serving_common.server.Worker"
+    assert options["worker_class"] == "serving_common.workers.Worker"
     assert options["loglevel"] == "warning"
     assert options["logconfig_dict"]["root"]["level"] == "WARNING"
     assert options["accesslog"] is None

@@ -15,7 +15,7 @@ import scipy.sparse
 
 from serving_common.training.environment import Channel, TrainingEnvironment
 from serving_common.training.harness import TrainingError
-from xgboost_container.data import LIBSVM, PARQUET, content_type_of, data_files, load_channel
+from xgboost_container.data import LIBSVM, PARQUET, content_type_of, load_channel
 
 from .jobs import write_files
 
@@ -301,7 +301,7 @@ def test_marker_and_hidden_files_are_skipped(tmp_path):
              ".hidden.csv": "x,y\n", "_temporary/0/part-9.csv": "x\n", ".ipynb_checkpoints/a.csv": "x\n",
              "sub/part-2.csv": "3,4\n"}
     ch = channel(tmp_path, files)
-    assert [p.relative_to(ch.path).as_posix() for p in data_files(ch)] == ["part-0.csv", "sub/part-2.csv"]
+    assert [p.relative_to(ch.path).as_posix() for p in ch.data_files()] == ["part-0.csv", "sub/part-2.csv"]
     np.testing.assert_array_equal(load_channel(ch).labels, [1, 3])
 
 

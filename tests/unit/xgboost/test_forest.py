@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import xgboost
 
-from xgboost_container import forest as forest_module
-from xgboost_container.forest import calibrated, compile_forest
-from xgboost_container.handler import DensePredictor, Model
+from xgboost_container.fast import forest as forest_module
+from xgboost_container.fast.forest import calibrated, compile_forest
+from xgboost_container.fast.xgboost_c_api import DensePredictor
+from xgboost_container.handler import Model
 
 FEATURES = 6
 
@@ -211,7 +212,7 @@ def test_saved_tables_load_as_they_were_saved(tmp_path):
 def test_the_model_uses_the_tables_training_saved(tmp_path, monkeypatch):
     booster = MODELS["logistic"]()
     compile_forest(booster)[0].save(tmp_path / "forest.npz")
-    monkeypatch.setattr("xgboost_container.handler.compile_forest", lambda _: pytest.fail("laid out again"))
+    monkeypatch.setattr("xgboost_container.fast.forest.compile_forest", lambda _: pytest.fail("laid out again"))
     model = Model(booster, FEATURES, "binary:logistic", tmp_path / "forest.npz")
     rows = _rows(10)
     np.testing.assert_allclose(model.predict_dense(rows), booster.inplace_predict(rows), rtol=1e-6)

@@ -19,9 +19,10 @@ import xgboost
 from serving_common.content_types import CSV, JSON, JSONLINES, LIBSVM, NPY, parse
 from serving_common.errors import BadRequest
 from serving_common.handler import RequestContext
-from serving_common.settings import MODEL_SERVER_WORKERS
+from serving_common.settings import MODEL_SERVER_WORKERS, Settings
 from serving_common.training.harness import run
-from xgboost_container.handler import DensePredictor, XGBoostHandler, threads_per_worker
+from xgboost_container.fast.xgboost_c_api import DensePredictor
+from xgboost_container.handler import XGBoostHandler, threads_per_worker
 from xgboost_container.hyperparameters import HYPERPARAMETERS
 from xgboost_container.train import train
 
@@ -83,7 +84,7 @@ def test_load_reads_the_model_and_its_meta(regression_model):
     assert model.objective == "reg:squarederror"
     assert model.booster.num_boosted_rounds() == 5
     nthread = json.loads(model.booster.save_config())["learner"]["generic_param"]["nthread"]
-    assert int(nthread) == threads_per_worker()
+    assert int(nthread) == threads_per_worker(Settings.from_env().workers)
 
 
 def test_load_without_meta_still_serves(regression_model, tmp_path):
@@ -275,12 +276,12 @@ def test_softprob_rows(softprob_model):
 def test_threads_per_worker_share_the_cpus(monkeypatch, workers):
     monkeypatch.setenv(MODEL_SERVER_WORKERS, workers)
     cpus = os.cpu_count() or 1
-    assert threads_per_worker() == max(1, cpus // int(workers))
+    assert threads_per_worker(Settings.from_env().workers) == max(1, cpus // int(workers))
 
 
 def test_threads_per_worker_default_is_one_worker_per_cpu(monkeypatch):
     monkeypatch.delenv(MODEL_SERVER_WORKERS, raising=False)
-    assert threads_per_worker() == 1
+    assert threads_per_worker(Settings.from_env().workers) == 1
 
 
 @pytest.mark.parametrize("model_fixture", ["regression_model", "softprob_model"])

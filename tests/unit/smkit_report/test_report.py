@@ -7,6 +7,8 @@ import html
 import json
 import math
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,19 +24,16 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from local_test.report import (
+from smkit_report import ReportInputError, compare, read_column, write_report
+from smkit_report.cli import main
+from smkit_report.comparison import (
     DEFAULT_THRESHOLDS,
     MINUS,
-    ReportInputError,
     _bootstrap,
     _interval,
     _Resampled,
     _resamples,
     _verdict,
-    compare,
-    main,
-    read_column,
-    write_report,
 )
 
 
@@ -368,8 +367,9 @@ def test_cli_writes_both_files(tmp_path, capsys):
     labels = write_lines(tmp_path / "labels.csv", ["order_id,label", *(f"o{i},{v}" for i, v in enumerate(y))])
     write_lines(tmp_path / "old.csv", [str(float(v)) for v in old])
     write_lines(tmp_path / "new.csv", ["score", *(str(float(v)) for v in new)])
-    code = main(["--labels", str(labels), "--label-column", "label", "--scores", f"v1={tmp_path / 'old.csv'}",
-                 "--scores", f"v2={tmp_path / 'new.csv'}", "--out", str(tmp_path / "out"), "--n-bootstrap", "100",
+    code = main(["compare", "--labels", str(labels), "--label-column", "label",
+                 "--scores", f"v1={tmp_path / 'old.csv'}", "--scores", f"v2={tmp_path / 'new.csv'}",
+                 "--out", str(tmp_path / "out"), "--n-bootstrap", "100",
                  "--thresholds", "0.25,0.5", "--description", "400 test orders"])
     assert code == 0
     printed = capsys.readouterr().out
@@ -385,7 +385,7 @@ def test_cli_reports_bad_inputs(tmp_path, capsys):
     write_lines(tmp_path / "labels.csv", ["0", "1", "0"])
     write_lines(tmp_path / "old.csv", ["0.1", "0.2", "0.3"])
     write_lines(tmp_path / "new.csv", ["0.1", "0.2"])
-    code = main(["--labels", str(tmp_path / "labels.csv"), "--scores", f"old={tmp_path / 'old.csv'}",
+    code = main(["compare", "--labels", str(tmp_path / "labels.csv"), "--scores", f"old={tmp_path / 'old.csv'}",
                  "--scores", f"new={tmp_path / 'new.csv'}", "--out", str(tmp_path / "out")])
     assert code == 2
     assert "error: scores of 'new' have 2 rows but the labels have 3" in capsys.readouterr().err
@@ -395,8 +395,26 @@ def test_cli_reports_bad_inputs(tmp_path, capsys):
 def test_cli_needs_two_models(tmp_path, capsys):
     write_lines(tmp_path / "s.csv", ["0.1"])
     with pytest.raises(SystemExit):
-        main(["--labels", str(tmp_path / "s.csv"), "--scores", str(tmp_path / "s.csv"), "--out", str(tmp_path)])
+        main(["compare", "--labels", str(tmp_path / "s.csv"), "--scores", str(tmp_path / "s.csv"),
+              "--out", str(tmp_path)])
     assert "at least twice" in capsys.readouterr().err
+
+
+def test_command_compares_two_score_files_for_anyone(tmp_path):
+    """``python -m smkit_report compare A.csv B.csv --labels L --out DIR``, as a team outside the main job runs it."""
+    y, (old, new) = binormal(300, (0.5, 1.5), seed=4)
+    labels = write_lines(tmp_path / "labels.csv", [str(v) for v in y])
+    write_lines(tmp_path / "last_week.csv", [str(float(v)) for v in old])
+    write_lines(tmp_path / "this_week.csv", [str(float(v)) for v in new])
+    done = subprocess.run([sys.executable, "-m", "smkit_report", "compare", str(tmp_path / "last_week.csv"),
+                           str(tmp_path / "this_week.csv"), "--labels", str(labels), "--out", str(tmp_path / "out"),
+                           "--n-bootstrap", "50"], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    result = json.loads((tmp_path / "out" / "model_comparison.json").read_text(encoding="utf-8"))
+    assert (result["baseline"], result["candidate"]) == ("last_week", "this_week")
+    assert result["metrics"]["this_week"]["roc_auc"] == pytest.approx(roc_auc_score(y, new), abs=1e-15)
+    assert result["verdict"]["sentence"] in done.stdout
+    assert (tmp_path / "out" / "model_comparison.html").stat().st_size > 0
 
 
 def test_read_column(tmp_path):

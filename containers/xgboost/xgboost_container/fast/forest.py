@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -25,6 +26,8 @@ from pathlib import Path
 import numpy as np
 import orjson
 import xgboost
+
+log = logging.getLogger("xgboost_container")
 
 #: Objectives whose prediction is a function of one summed margin per row.
 TRANSFORMS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
@@ -36,8 +39,9 @@ TRANSFORMS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 FOREST_FILE = "xgboost-forest.npz"
 #: Padded forests beyond this many nodes (deep trees: 2**depth nodes each) stay with XGBoost.
 MAX_PADDED_NODES = 2_000_000
-#: The compiled evaluator (native/compile.sh writes it here, in the image and in the dev venv).
-LIBRARY = Path(__file__).with_name("libforest.so")
+#: The compiled evaluator: native/compile.sh writes it into the package folder (the image's Dockerfile,
+#: setup.sh for the dev venv).
+LIBRARY = Path(__file__).parents[1] / "libforest.so"
 #: One split node, as the evaluator's ``node_t``.
 NODE = np.dtype([("feature", np.int32), ("threshold", np.float32)])
 
@@ -196,3 +200,37 @@ def calibrated(forest: Forest, booster: xgboost.Booster, rows: np.ndarray) -> tu
     if not np.allclose(forest(rows), expected, rtol=1e-5, atol=1e-6):
         return None, "predictions differ from XGBoost's"
     return forest, ""
+
+
+def checked_forest(booster: xgboost.Booster, num_features: int, saved: Path | None = None) -> Forest | None:
+    """The booster as flat tables if they predict as XGBoost does (on random rows with missing values):
+    the tables training saved (``saved``) when they pass, else laid out afresh."""
+    try:
+        evaluator()
+    except OSError as exc:
+        log.warning("dense requests use XGBoost's predictor: %s", exc)
+        return None
+    rows = np.random.default_rng(1).normal(scale=3.0, size=(64, num_features))
+    rows[::5, ::2] = np.nan
+    rows[3] = np.nan
+    forest = None
+    if saved is not None and saved.is_file():
+        forest, why = _calibrated(lambda: (Forest.load(saved), ""), booster, rows)
+        if forest is None:
+            log.warning("%s does not match the model (%s): laying the tables out again", saved, why)
+    if forest is None:
+        forest, why = _calibrated(lambda: compile_forest(booster), booster, rows)
+        if forest is None:
+            log.info("dense requests use XGBoost's predictor: the model cannot be compiled to tables (%s)", why)
+            return None
+    log.info("dense requests use the compiled forest (%d trees, %d levels)", forest.leaf.shape[0], forest.depth)
+    return forest
+
+
+def _calibrated(make: Callable[[], tuple[Forest | None, str]], booster: xgboost.Booster,
+                rows: np.ndarray) -> tuple[Forest | None, str]:
+    try:
+        forest, why = make()
+        return calibrated(forest, booster, rows) if forest is not None else (None, why)
+    except Exception as exc:  # a model layout this XGBoost writes differently: stay correct, just slower
+        return None, f"{type(exc).__name__}: {exc}"
