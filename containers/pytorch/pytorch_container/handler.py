@@ -33,13 +33,16 @@ log = logging.getLogger("pytorch_container")
 WARM_UP_ROWS = (1, 8, 1, 8)
 
 
-def set_threads(workers: int) -> None:
-    """Intra-op threads = CPUs / workers; one inter-op thread (a request is one forward pass)."""
-    torch.set_num_threads(torch_model.threads_per_worker(workers))
+def set_threads(workers: int) -> int:
+    """Intra-op threads = CPUs / workers (returned; each predicting thread sets it, ``model.use_threads``);
+    one inter-op thread (a request is one forward pass)."""
+    threads = torch_model.threads_per_worker(workers)
+    torch_model.use_threads(threads)
     try:
         torch.set_num_interop_threads(1)
     except RuntimeError:  # only settable before the first parallel work: a second model in this worker
         pass
+    return threads
 
 
 def as_tensor(matrix: np.ndarray, content_type: str) -> torch.Tensor:
@@ -68,8 +71,8 @@ class PyTorchHandler(Handler):
         self._adopted: tuple[Any, ServedModel] | None = None  # a model_fn's module, prepared once
 
     def load(self, model_dir: Path) -> ServedModel:
-        set_threads(Settings.from_env().workers)
-        served = torch_model.load(model_dir, torch_model.worker_device())
+        threads = set_threads(Settings.from_env().workers)
+        served = torch_model.load(model_dir, torch_model.worker_device(), threads)
         if served.input_width is not None:
             self.warm_up(served)
         return served
@@ -105,7 +108,8 @@ class PyTorchHandler(Handler):
             if not isinstance(model, torch.nn.Module):
                 raise ModelError(f"model_fn returned {type(model).__name__}: the default prediction needs a "
                                  "torch.nn.Module (or give a predict_fn)")
-            self._adopted = (model, ServedModel.prepare(model, torch_model.worker_device()))
+            threads = torch_model.threads_per_worker(Settings.from_env().workers)
+            self._adopted = (model, ServedModel.prepare(model, torch_model.worker_device(), threads=threads))
         return self._adopted[1]
 
     def predict(self, model: Any, data: torch.Tensor, context: RequestContext) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -117,3 +118,19 @@ def test_module_dtype_of_a_parameterless_module_is_float32():
 def test_served_model_uses_inference_mode(scripted_dir: Path):
     out = model.load(scripted_dir, torch.device("cpu"))(torch.ones(1, WIDTH))
     assert out.is_inference()
+
+
+def test_every_predicting_thread_runs_with_the_models_thread_count():
+    """torch's intra-op thread count is per thread: the server's prediction thread must set it too."""
+    served = ServedModel.prepare(Affine(), torch.device("cpu"), threads=3)
+    seen = []
+
+    def predict() -> None:
+        served(torch.ones(1, WIDTH))
+        seen.append(torch.get_num_threads())
+
+    for _ in range(2):
+        thread = threading.Thread(target=predict)
+        thread.start()
+        thread.join()
+    assert seen == [3, 3]
