@@ -4,8 +4,8 @@ torch when TorchServe cannot run here; plus container start time and image size.
 
 Steps: make 20000 synthetic rows of 30 numeric features, train the image through its real ``train`` entry
 (the example MLP: 30 inputs, 64 hidden, 1 output, saved as TorchScript), time ``serve`` to the first 200 on
-/ping, serve it with 2 workers on the host network and load it (single-row and 100-row CSV, Accept
-text/csv) closed loop with wrk, paced with wrk's ``delay()`` and open loop with httperf. Then the same model
+/ping, serve it with 2 workers on the host network and load it (single-row and 100-row JSON lists of rows,
+Accept text/csv) closed loop with wrk, paced with wrk's ``delay()`` and open loop with httperf. Then the same model
 under TorchServe: ``torch-model-archiver --handler sagemaker_pytorch_serving_container.handler_service
 --extra-files MODEL_DIR`` and the toolkit's ``default-ts.properties`` plus the settings its ``torchserve.py``
 adds (workers per model, response timeout, addresses), run with Debian's Java 17. Prints figures; asserts
@@ -95,9 +95,14 @@ def make_rows(rows: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return x, (logit + rng.logistic(size=rows) > 0).astype(int)
 
 
-def csv_body(rows: np.ndarray) -> bytes:
-    """Rows as a CSV request body: no header, 6 significant digits, no trailing newline."""
-    return "\n".join(",".join(f"{value:.6g}" for value in row) for row in rows.tolist()).encode()
+def json_body(rows: np.ndarray) -> bytes:
+    """Rows as a JSON request body, a list of rows (6 significant digits).
+
+    JSON, not CSV: AWS's toolkit reads a one-row CSV body as a 1-D array (``np.genfromtxt``), so a model
+    whose output drops the last axis returns a 0-d tensor its CSV encoder cannot write (500); a list of
+    rows is 2-D for both servers."""
+    return ("[" + ",".join("[" + ",".join(f"{value:.6g}" for value in row) + "]" for row in rows.tolist())
+            + "]").encode()
 
 
 class TorchServe(Server):
@@ -108,8 +113,8 @@ class TorchServe(Server):
         super().start(timeout)
         while time.monotonic() - began < timeout:
             with contextlib.suppress(requests.RequestException):
-                if requests.post(f"{self.url}/invocations", data=b",".join([b"0"] * FEATURES), timeout=5,
-                                 headers={"Content-Type": "text/csv", "Accept": "text/csv"}).status_code == 200:
+                if requests.post(f"{self.url}/invocations", data=json_body(np.zeros((1, FEATURES))), timeout=5,
+                                 headers={"Content-Type": "application/json", "Accept": "text/csv"}).status_code == 200:
                     return time.monotonic() - began
             time.sleep(0.2)
         self.stop()
@@ -163,8 +168,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{(model_dir / 'model.pt').stat().st_size / 1e3:.0f} kB")
 
         live, _ = make_rows(BATCH, seed=7)
-        single = Payload(csv_body(live[:1]), "text/csv", "text/csv", records=1)
-        batch = Payload(csv_body(live), "text/csv", "text/csv", records=BATCH)
+        single = Payload(json_body(live[:1]), "application/json", "text/csv", records=1)
+        batch = Payload(json_body(live), "application/json", "text/csv", records=BATCH)
 
         starts = time_starts(client, image, model_dir, bench.containers, args.starts)
         image_results, reference = measure_image(IMAGE, client, image, model_dir, bench.containers, single, batch,
@@ -190,8 +195,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def report(results: list[Result], starts: list[float], sizes: tuple[float | None, float | None], image: str,
            rate: float, baseline: str) -> None:
-    print(f"\nPyTorch image, {WORKERS} workers; text/csv in ({FEATURES} features, 1 or {BATCH} rows), text/csv out; "
-          f"generator on the same 2 cores")
+    print(f"\nPyTorch image, {WORKERS} workers; application/json in ({FEATURES} features, 1 or {BATCH} rows), "
+          "text/csv out; generator on the same 2 cores")
     print(table(result_headers(records=True), [result_row(result, records=True) for result in results]))
     rows = figure_rows(results, (IMAGE, CEILING, baseline), load_figures(rate, unit="row", batch=BATCH))
     rows += start_and_size_rows(starts, sizes, 5)
