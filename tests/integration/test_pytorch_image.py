@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -79,6 +80,9 @@ def test_serves_every_content_type_and_checks_the_width(docker, image_of, traine
         assert missing.status_code == 400 and "missing value" in missing.json()["message"]
         logs = server.logs()
         assert "warm-up: 4 predictions" in logs and "loaded TorchScript model.pt on cpu" in logs
+        threads = max(1, (os.cpu_count() or 1) // 2)  # the container sees the host's CPUs: 2 workers share them
+        for worker in (0, 1):  # the server numbers its workers; device and threads are chosen per worker
+            assert f"worker {worker}: the model runs on cpu with {threads} intra-op threads" in logs, logs
 
 
 def test_an_eager_model_is_served_through_model_fn(docker, image_of, trained, tmp_path):

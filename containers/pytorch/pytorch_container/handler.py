@@ -10,6 +10,7 @@ tensor as it is (JSON: a plain nested list, as the toolkit's ``default_output_fn
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from serving_common.arrays import plain_csv_matrix, to_matrix
 from serving_common.content_types import CSV, JSON, JSONLINES, NPY, MediaType
 from serving_common.errors import BadRequest, ModelError
 from serving_common.handler import Handler, RequestContext
-from serving_common.settings import Settings
+from serving_common.settings import WORKER_INDEX, Settings
 
 from . import model as torch_model
 from .model import ServedModel
@@ -73,6 +74,8 @@ class PyTorchHandler(Handler):
     def load(self, model_dir: Path) -> ServedModel:
         threads = set_threads(Settings.from_env().workers)
         served = torch_model.load(model_dir, torch_model.worker_device(), threads)
+        log.info("worker %s: the model runs on %s with %d intra-op threads", os.environ.get(WORKER_INDEX, "?"),
+                 served.device, threads)
         if served.input_width is not None:
             self.warm_up(served)
         return served
