@@ -24,6 +24,7 @@ import argparse
 import gzip
 import json
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +44,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--learning_rate", "--learning-rate", dest="learning_rate", type=float, default=0.01)
     parser.add_argument("--batch_size", "--batch-size", dest="batch_size", type=int, default=256)
     parser.add_argument("--seed", type=int, default=0)
+    # How long a collective (gradient all-reduce) may wait for the other processes: a lost host then fails
+    # the job instead of hanging it (torch's default is 30 minutes; torchrun does not watch other hosts).
+    parser.add_argument("--dist_timeout", "--dist-timeout", dest="dist_timeout", type=float, default=60.0)
     parser.add_argument("--model-dir", "--model_dir", dest="model_dir", default=env.get("SM_MODEL_DIR"))
     parser.add_argument("--train", default=env.get("SM_CHANNEL_TRAIN"))
     parser.add_argument("--validation", default=env.get("SM_CHANNEL_VALIDATION"))
@@ -104,11 +108,12 @@ class Probability(nn.Module):
         return torch.sigmoid(self.mlp(rows))
 
 
-def distributed() -> tuple[int, int]:
+def distributed(timeout_s: float) -> tuple[int, int]:
     """(rank, world size); joins the process group when started by torchrun with several processes."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo",
+                                timeout=timedelta(seconds=timeout_s))
     return (dist.get_rank(), world) if world > 1 else (0, 1)
 
 
@@ -120,7 +125,7 @@ def save_atomically(obj: object, path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    rank, world = distributed()
+    rank, world = distributed(args.dist_timeout)
     device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(args.seed)
     features, labels = read_labelled_csv(args.train)
