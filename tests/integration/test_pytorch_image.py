@@ -174,8 +174,7 @@ def test_multi_model_endpoint_holds_several_torch_models(docker, image_of, train
 
 
 def test_a_job_naming_a_script_it_lacks_fails_rather_than_training_the_example(docker, image_of, tmp_path):
-    """Never train something else silently: no such script here, so the job fails naming it (today the
-    interim train refuses script mode; with serving_common's script runner the script is not found)."""
+    """Never train something else silently: the job names a script it does not ship, so it fails naming it."""
     job = OptMl(tmp_path / "job", {"sagemaker_program": "train.py"}, {"train": {"ContentType": "text/csv"}})
     _labelled_csv(job.channel_dir("train"), 50, seed=2)
     result = train(docker, image_of("pytorch"), job)

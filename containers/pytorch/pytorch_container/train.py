@@ -1,9 +1,8 @@
-"""``train`` in the PyTorch image: the example MLP (examples/mlp/train.py) on the job's channels.
+"""``train`` in the PyTorch image without a script: the example MLP (examples/mlp/train.py) on the job's
+channels, in-process, with the declared hyperparameters below.
 
-INTERIM: the image is meant to run the user's own script (script mode, ``sagemaker_program``) through
-serving_common.training's script runner; until that runner lands, ``train`` runs the shipped example
-script in-process with the declared hyperparameters below, and refuses a job that names a script of its
-own rather than silently training something else.
+A job that names a script (``sagemaker_program``: script mode, what researchers use) never gets here:
+serving_common.training's harness runs the user's script instead (``torchrun`` for torch_distributed).
 """
 
 from __future__ import annotations
@@ -12,7 +11,7 @@ import importlib.util
 from pathlib import Path
 from types import ModuleType
 
-from serving_common.training.harness import TrainingError, TrainingJob
+from serving_common.training.harness import TrainingJob
 from serving_common.training.hyperparameters import Hyperparameter
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "mlp" / "train.py"
@@ -35,10 +34,6 @@ def example_script() -> ModuleType:
 
 
 def train(job: TrainingJob) -> None:
-    program = job.env.hyperparameters.get("sagemaker_program")
-    if program:
-        raise TrainingError(f"sagemaker_program={program}: running your own script needs the script-mode runner, "
-                            "which this image does not have yet; it trains only the built-in example MLP")
     argv = ["--model-dir", str(job.model_dir), "--train", str(job.env.channel("train").path)]
     for channel in ("validation", "features"):
         if channel in job.env.channels:
