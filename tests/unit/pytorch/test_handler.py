@@ -136,8 +136,8 @@ def test_a_model_fn_returning_no_module_without_predict_fn_is_a_model_error():
 
 @pytest.mark.parametrize(("accept", "expected"), [
     ("application/json", b"[11.0,1.5]"),
-    ("text/csv", b"11.0\n1.5"),
-    ("application/jsonlines", b"11.0\n1.5"),
+    ("text/csv", b"11.0\n1.5\n"),  # one line per row, each ended (serving_common.encoders)
+    ("application/jsonlines", b"11.0\n1.5\n"),
 ])
 def test_encode_writes_the_output_tensor_as_it_is(accept, expected):
     assert PyTorchHandler().encode(torch.tensor([11.0, 1.5]), accept, CONTEXT) == expected
