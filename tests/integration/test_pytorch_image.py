@@ -179,4 +179,4 @@ def test_a_job_naming_a_script_it_lacks_fails_rather_than_training_the_example(d
     _labelled_csv(job.channel_dir("train"), 50, seed=2)
     result = train(docker, image_of("pytorch"), job)
     assert result.exit_code != 0
-    assert "train.py" in (job.failure or "") and not (job.model_dir / "model.pt").exists()
+    assert "no training code" in (job.failure or "") and not (job.model_dir / "model.pt").exists()
