@@ -8,6 +8,7 @@ import io
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -81,8 +82,13 @@ def test_serves_every_content_type_and_checks_the_width(docker, image_of, traine
         logs = server.logs()
         assert "warm-up: 4 predictions" in logs and "loaded TorchScript model.pt on cpu" in logs
         threads = max(1, (os.cpu_count() or 1) // 2)  # the container sees the host's CPUs: 2 workers share them
-        for worker in (0, 1):  # the server numbers its workers; device and threads are chosen per worker
-            assert f"worker {worker}: the model runs on cpu with {threads} intra-op threads" in logs, logs
+        lines = [f"worker {worker}: the model runs on cpu with {threads} intra-op threads" for worker in (0, 1)]
+        deadline = time.monotonic() + 60  # /ping is 200 once one worker is ready: the other may still load
+        while not all(line in logs for line in lines) and time.monotonic() < deadline:
+            time.sleep(0.2)
+            logs = server.logs()
+        for line in lines:  # the server numbers its workers; device and threads are chosen per worker
+            assert line in logs, logs
 
 
 def test_an_eager_model_is_served_through_model_fn(docker, image_of, trained, tmp_path):

@@ -70,12 +70,13 @@ def test_two_hosts_train_with_torchrun_as_well_as_one(docker, image_of, tmp_path
 
 
 def test_a_host_killed_mid_run_fails_the_other(docker, image_of, tmp_path):
+    """Killed while joining or training (timing on a loaded machine): either way the other fails within the
+    example's 60 s collective timeout, with a failure file and no model."""
     hosts = ("algo-1", "algo-2")
     jobs = [_job(tmp_path / host, rows=20000, hosts=hosts, host=host, epochs="200",
                  sagemaker_torch_distributed_enabled="true") for host in hosts]
-    results = train_cluster(docker, image_of("pytorch"), jobs, timeout=300, kill_after={"algo-2": 15})
+    results = train_cluster(docker, image_of("pytorch"), jobs, timeout=300, kill_after={"algo-2": 25})
     leader = results[0]
     assert leader.exit_code != 0, leader.logs
     assert leader.opt_ml.failure, leader.logs
-    assert "epoch 0: train_loss=" in leader.logs, leader.logs  # it was training when the other host died
     assert not (jobs[0].model_dir / "model.pt").exists()
