@@ -3,6 +3,7 @@
     gunicorn -w 2 -k sync --chdir bench flask_apps:echo_app
     BENCH_MODEL_DIR=DIR gunicorn -w 2 -k sync --chdir bench 'flask_apps:preprocess_app()'
     BENCH_MODEL_FILE=FILE gunicorn -w 2 -k sync --chdir bench 'flask_apps:xgboost_app()'
+    BENCH_MODEL_DIR=DIR gunicorn -w 2 -k sync --chdir bench 'flask_apps:torch_app()'
 """
 
 from __future__ import annotations
@@ -94,6 +95,29 @@ def xgboost_app() -> Flask:
     def invocations() -> Response:
         rows = pd.read_csv(io.BytesIO(request.get_data()), header=None).to_numpy(dtype=np.float64)
         scores = model.predict_proba(rows)[:, 1]
+        return Response(encoders.encode_csv(scores), status=200, mimetype="text/csv")
+
+    return app
+
+
+def torch_app() -> Flask:
+    """The plain PyTorch path, as bring-your-own examples write it: per request, the CSV body goes through
+    ``numpy.loadtxt`` into a float32 tensor and the TorchScript model (``BENCH_MODEL_DIR/model.pt``, loaded
+    with ``torch.jit.load``, eval mode) under ``torch.no_grad``; one score per line. ``BENCH_THREADS`` sets
+    torch's threads (the benchmark gives it the image's share: CPUs / workers)."""
+    import io
+
+    import numpy as np
+    import torch
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS") or 1))
+    model = torch.jit.load(str(Path(os.environ["BENCH_MODEL_DIR"]) / "model.pt")).eval()
+    app = _with_ping(Flask("torch"))
+
+    @app.post("/invocations")
+    def invocations() -> Response:
+        rows = np.loadtxt(io.BytesIO(request.get_data()), delimiter=",", ndmin=2, dtype=np.float32)
+        with torch.no_grad():
+            scores = model(torch.from_numpy(rows)).numpy()
         return Response(encoders.encode_csv(scores), status=200, mimetype="text/csv")
 
     return app

@@ -30,6 +30,8 @@ LOG_LEVEL = "SMKIT_LOG_LEVEL"
 WORKER_USER = "SMKIT_WORKER_USER"
 # One log line per successful invocation (failed ones are always logged); off saves ~0.1 ms CPU a request.
 ACCESS_LOG = "SMKIT_ACCESS_LOG"
+# Set by the model server in each worker process (0, 1, ...), read by containers that place models on devices.
+WORKER_INDEX = "SMKIT_WORKER_INDEX"
 # Small requests to a model that answers fast run on the event loop, not the prediction thread (app.py).
 INLINE_PREDICTIONS = "SMKIT_INLINE_PREDICTIONS"
 # Multi-model endpoints: memory the loaded models may take, all workers together (MB). Unset: a

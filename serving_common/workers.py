@@ -31,6 +31,7 @@ from uvicorn_worker import UvicornWorker
 
 from .logs import LOG_FORMAT, OneLineFormatter
 from .protocol import BoundedHttpToolsProtocol
+from .settings import WORKER_INDEX
 
 log = logging.getLogger("serving_common")
 
@@ -85,6 +86,12 @@ class Worker(UvicornWorker):
         await server.serve(sockets=self.sockets)
         if not server.started:
             sys.exit(Arbiter.WORKER_BOOT_ERROR)
+
+    def init_process(self) -> None:
+        # Which worker this is, 0 to workers - 1 (a replacement takes the next number): a container may
+        # spread its workers over devices with it (PyTorch: worker index modulo GPU count).
+        os.environ[WORKER_INDEX] = str(self.age - 1)
+        super().init_process()
 
     def load_wsgi(self) -> None:
         super().load_wsgi()
