@@ -26,6 +26,7 @@ import orjson
 
 from .asgi import ClientDisconnected, RequestIds, read_body, run_lifespan
 from .errors import HTTPError, MethodNotAllowed, ModelError, NotFound, ServiceUnavailable
+from .fused import handler_for
 from .handler import Handler
 from .invocations import Request, Response, Service, error_response
 from .script_mode import with_user_script
@@ -52,7 +53,7 @@ def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
 def build_service(handler_factory: Callable[[], Handler], settings: Settings, model_dir: Path,
                   module_name: str | None = None) -> Service:
     """A fresh handler (with any user script) and the model it loads from ``model_dir``."""
-    handler = with_user_script(handler_factory(), settings, model_dir, module_name)
+    handler = with_user_script(handler_for(handler_factory, model_dir), settings, model_dir, module_name)
     service = Service(handler, None, settings.default_accept)
     if handler.accepts is not None and service.default_accept not in handler.accepts:
         raise ValueError(f"SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT={settings.default_accept!r} cannot be produced "
