@@ -215,26 +215,23 @@ EXTRACTS = {
 
 def test_two_fused_models_with_their_own_feature_code_in_one_process(tmp_path):
     """Per-market models: each keeps its own extract() and transform, whatever was loaded after it."""
-    services, chained = {}, {}
-    for market, body in EXTRACTS.items():
+    body, expected = json.dumps(LIVE).encode(), {}
+    for market, code_text in EXTRACTS.items():
         code = tmp_path / f"{market}.py"
-        code.write_text(textwrap.dedent(body))
+        code.write_text(textwrap.dedent(code_text))
         preprocess = fit_preprocess(tmp_path / market / "preprocess", TRAIN, code=code)
         model = train_model(tmp_path / market / "xgboost", preprocess, TRAIN, rounds=3)
         fuse(preprocess, model, tmp_path / market / "fused.tar.gz")
         with tarfile.open(tmp_path / market / "fused.tar.gz") as tar:
             tar.extractall(tmp_path / market / "fused", filter="data")
-        chained[market] = (_service(PreprocessHandler, preprocess), _service(XGBoostHandler, model))
-    for market in EXTRACTS:  # all loaded before any answers
-        services[market] = _service(XGBoostHandler, tmp_path / market / "fused")
-    body = json.dumps(LIVE).encode()
-    answers = {}
-    for market, service in services.items():
-        front, back = chained[market]
-        expected = _invoke(back, _invoke(front, body, JSON, CSV).body, CSV, CSV)
-        answers[market] = _invoke(service, body, JSON, CSV)
-        assert answers[market].status == 200 and answers[market].body == expected.body
-    assert answers["double"].body != answers["flat"].body
+        # the market's chained pipeline, answered before any other market's code is imported
+        front, back = _service(PreprocessHandler, preprocess), _service(XGBoostHandler, model)
+        expected[market] = _invoke(back, _invoke(front, body, JSON, CSV).body, CSV, CSV).body
+    assert expected["double"] != expected["flat"]
+    services = {market: _service(XGBoostHandler, tmp_path / market / "fused") for market in EXTRACTS}
+    for market, service in services.items():  # all loaded before any answers
+        answer = _invoke(service, body, JSON, CSV)
+        assert answer.status == 200 and answer.body == expected[market], market
 
 
 def test_serving_a_fused_stage_imports_no_sklearn_scipy_pandas(fused_dir):
