@@ -167,3 +167,26 @@ def test_per_market_fused_models_answer_with_their_own_transform(docker, image_o
         bad = requests.post(f"{server.url}/invocations", data=b'{"amount": "lots"}', timeout=30, headers={
             "Content-Type": JSON, "X-Amzn-SageMaker-Target-Model": "market-b"})
         assert bad.status_code == 400 and "amount" in bad.json()["message"]
+
+
+@pytest.mark.parametrize("image", ["preprocess", "xgboost"])
+def test_serving_processes_map_no_sklearn_scipy_pandas_for_the_transform(docker, image_of, trained, image, tmp_path):
+    """After answering orders, no serving process of the preprocess image (its model) has mapped a compiled
+    module of scikit-learn, scipy or pandas; the XGBoost image (the fused model) maps no scikit-learn or
+    pandas (scipy is XGBoost's own dependency there)."""
+    if image == "preprocess":
+        model_dir, heavy = trained.preprocess_dir, ("sklearn", "scipy", "pandas")
+    else:
+        model_dir, heavy = tmp_path / "fused", ("sklearn", "pandas")
+        fuse(trained.preprocess_dir, trained.xgboost_dir, tmp_path / "fused.tar.gz")
+        model_dir.mkdir()  # mounted as /opt/ml/model: 0755, the serving account enters it
+        subprocess.run(["tar", "-xzf", str(tmp_path / "fused.tar.gz"), "-C", str(model_dir)], check=True)
+    order = {k: v for k, v in make_orders(1, seed=3)[0].items() if k != "default"}
+    with ServingContainer(docker, image_of(image), model_dir) as server:
+        server.wait_ready()
+        for _ in range(4):
+            assert server.invoke(json.dumps(order).encode(), JSON, CSV).status_code == 200
+        maps = server.container.exec_run(["sh", "-c", "cat /proc/[0-9]*/maps"], user="root").output.decode()
+    assert "site-packages/numpy" in maps  # the check can see compiled modules at all
+    assert [name for name in heavy if f"site-packages/{name}" in maps] == []
+
