@@ -50,7 +50,7 @@ def preprocess_app() -> Flask:
     import numpy as np
     import pandas as pd
 
-    from preprocess_container.features import FittedFeatures
+    from serving_common.features.features import FittedFeatures
 
     features = FittedFeatures.load(os.environ["BENCH_MODEL_DIR"])
     transformer, spec = features.transformer, features.spec

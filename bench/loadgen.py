@@ -203,6 +203,8 @@ class Payload:
     accept: str | None = None
     records: int = 1  # records per request, for records/s
     path: str = "/invocations"
+    #: multi-model endpoints: each request names the next of these in X-Amzn-SageMaker-Target-Model (wrk only)
+    target_models: tuple[str, ...] = ()
 
 
 @dataclass
@@ -289,6 +291,15 @@ def wrk_script(body_path: Path, payload: Payload, mean_delay_ms: float | None = 
     ]
     if payload.accept:
         lines.append(f'wrk.headers["Accept"] = {json.dumps(payload.accept)}')
+    if payload.target_models:  # round robin over the models, from a random start per thread
+        names = ", ".join(json.dumps(name) for name in payload.target_models)
+        lines += [f"local models = {{{names}}}", "math.randomseed(os.time())",
+                  "local turn = math.random(1, #models)",
+                  "function request()",
+                  "  turn = turn % #models + 1",
+                  '  wrk.headers["X-Amzn-SageMaker-Target-Model"] = models[turn]',
+                  "  return wrk.format()",
+                  "end"]
     if mean_delay_ms is not None:
         # Uniform in [0, 2*mean] ms before each request, so connections do not fire in lock-step.
         high = max(1, round(2 * mean_delay_ms))

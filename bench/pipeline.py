@@ -99,7 +99,7 @@ def flask_pipeline_app() -> Any:
     from serving_common import encoders
 
     sys.path.insert(0, str(ROOT / "containers" / "preprocess"))
-    from preprocess_container.features import FittedFeatures
+    from serving_common.features.features import FittedFeatures
 
     features = FittedFeatures.load(os.environ["BENCH_PREPROCESS_DIR"])
     booster = xgboost.Booster()
@@ -219,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     from local_test.pipeline import PipelineSession, train_models
 
     sys.path.insert(0, str(ROOT / "containers" / "preprocess"))
-    from preprocess_container.features import FittedFeatures
+    from serving_common.features.features import FittedFeatures
 
     print(f"machine: {os.cpu_count()} CPUs, load average {load_average()} (1/5/15 min) at the start; the "
           "generator shares the cores; other work on the machine moves every figure")

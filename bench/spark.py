@@ -87,7 +87,7 @@ def main() -> int:
 def _run(args: argparse.Namespace, work: Path) -> int:
     from pyspark.sql import SparkSession
 
-    from preprocess_container.features import FittedFeatures
+    from serving_common.features.features import FittedFeatures
     from smkit_spark import write_features
 
     print(f"making {args.orders} orders and training the preprocess image", flush=True)

@@ -747,15 +747,23 @@ class TrainedPipeline:
 
 def train_models(client: docker_sdk.DockerClient, workdir: Path, orders: Sequence[Mapping[str, Any]],
                  preprocess_image: str, xgboost_image: str, num_round: int = 30,
-                 xgboost_hyperparameters: Mapping[str, Any] | None = None) -> TrainedPipeline:
-    """Fit preprocess on ``orders``, turn them into labelled feature rows with the fitted image (its batch
-    output: ``SMKIT_OUTPUT_LABEL``), train XGBoost on those with the features channel, pack both models."""
+                 xgboost_hyperparameters: Mapping[str, Any] | None = None,
+                 preprocess_hyperparameters: Mapping[str, Any] | None = None,
+                 feature_code: str | None = None) -> TrainedPipeline:
+    """Fit preprocess on ``orders`` (with ``feature_code``, a module's text, in its code channel), turn them
+    into labelled feature rows with the fitted image (its batch output: ``SMKIT_OUTPUT_LABEL``), train
+    XGBoost on those with the features channel, pack both models."""
     from local_test.docker_run import OptMl, ServingContainer, train
     from local_test.orders import write_jsonl
 
-    pre = OptMl(workdir / "preprocess", {"label": "default", "drop": "order_id"},
-                {"train": {"ContentType": "application/jsonlines"}})
+    channels: dict[str, dict[str, str]] = {"train": {"ContentType": "application/jsonlines"}}
+    if feature_code is not None:
+        channels["code"] = {"ContentType": "text/x-python"}
+    pre = OptMl(workdir / "preprocess", {"label": "default", "drop": "order_id", **(preprocess_hyperparameters or {})},
+                channels)
     write_jsonl(list(orders), pre.channel_dir("train") / "orders.jsonl")
+    if feature_code is not None:
+        (pre.channel_dir("code") / "features.py").write_text(feature_code)
     result = train(client, preprocess_image, pre)
     if result.exit_code != 0:
         raise RuntimeError(f"preprocess training failed:\n{_tail(result.logs)}")

@@ -26,6 +26,7 @@ import orjson
 
 from .asgi import ClientDisconnected, RequestIds, read_body, run_lifespan
 from .errors import HTTPError, MethodNotAllowed, ModelError, NotFound, ServiceUnavailable
+from .fused import fused_if_needed
 from .handler import Handler
 from .invocations import Request, Response, Service, error_response
 from .script_mode import with_user_script
@@ -54,7 +55,7 @@ def build_service(handler_factory: Callable[[], Handler], settings: Settings, mo
     """A fresh handler (with any user script) and the model it loads from ``model_dir``."""
     base = handler_factory()
     base.settings = settings
-    handler = with_user_script(base, settings, model_dir, module_name)
+    handler = with_user_script(fused_if_needed(base, model_dir), settings, model_dir, module_name)
     service = Service(handler, None, settings.default_accept)
     if handler.accepts is not None and service.default_accept not in handler.accepts:
         raise ValueError(f"SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT={settings.default_accept!r} cannot be produced "

@@ -22,15 +22,15 @@ _PREPROCESS = ROOT / "containers" / "preprocess"
 if (_PREPROCESS / "preprocess_container").is_dir() and str(_PREPROCESS) not in sys.path:
     sys.path.insert(0, str(_PREPROCESS))  # a checkout of the repository: the image's source folder
 
-from preprocess_container.features import MISSING_CATEGORY, FittedFeatures, build_transformer, records_to_array  # noqa: E402
 from preprocess_container.handler import PreprocessHandler  # noqa: E402
-from preprocess_container.records import flatten_if_nested  # noqa: E402
-from preprocess_container.spec import FeatureSpec, SpecError, infer_spec  # noqa: E402
-from preprocess_container.spec import _value_kind as value_kind  # noqa: E402  (how infer_spec reads a value)
-from preprocess_container.user_code import FeatureCode  # noqa: E402
-from preprocess_container.validation import MAX_KNOWN_FIELDS, RecordRules  # noqa: E402
 from serving_common.content_types import CSV  # noqa: E402
 from serving_common.errors import BadRequest  # noqa: E402
+from serving_common.features.features import MISSING_CATEGORY, FittedFeatures, build_transformer, records_to_array  # noqa: E402
+from serving_common.features.records import flatten_if_nested  # noqa: E402
+from serving_common.features.spec import FeatureSpec, SpecError, infer_spec  # noqa: E402
+from serving_common.features.spec import _value_kind as value_kind  # noqa: E402  (how infer_spec reads a value)
+from serving_common.features.user_code import FeatureCode  # noqa: E402
+from serving_common.features.validation import MAX_KNOWN_FIELDS, RecordRules  # noqa: E402
 
 if TYPE_CHECKING:
     from pyspark import SparkContext

@@ -42,7 +42,7 @@ from sagemaker.model import Model
 from sagemaker.pipeline import PipelineModel
 from sagemaker.predictor import Predictor
 
-from preprocess_container.features import FittedFeatures
+from serving_common.features.features import FittedFeatures
 
 ENDPOINT = "smkit-pipeline-it"
 JSON, JSONL, CSV = "application/json", "application/jsonlines", "text/csv"

@@ -18,8 +18,8 @@ from local_test.docker_run import ROOT, OptMl, ServingContainer, train
 from local_test.orders import make_orders, write_jsonl
 
 sys.path.insert(0, str(ROOT / "containers" / "preprocess"))
-from preprocess_container.features import FittedFeatures
-from preprocess_container.records import flatten
+from serving_common.features.features import FittedFeatures
+from serving_common.features.records import flatten
 
 
 @pytest.fixture(scope="module")

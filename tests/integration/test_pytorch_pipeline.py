@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT / "containers" / "preprocess"))
 from sagemaker.model import Model
 from sagemaker.pipeline import PipelineModel
 
-from preprocess_container.features import FittedFeatures
+from serving_common.features.features import FittedFeatures
 
 pytestmark = pytest.mark.docker
 

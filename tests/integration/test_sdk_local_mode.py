@@ -67,7 +67,7 @@ from local_test.sdk_flows import (
 )
 
 sys.path.insert(0, str(ROOT / "containers" / "preprocess"))
-from preprocess_container.features import FittedFeatures
+from serving_common.features.features import FittedFeatures
 
 PREPROCESS_HP = {"label": "default", "drop": "order_id"}
 XGBOOST_HP = {"num_round": "20", "objective": "binary:logistic", "eval_metric": "auc", "max_depth": "4"}

@@ -13,10 +13,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from local_test.orders import make_orders, write_jsonl
-from preprocess_container.features import FittedFeatures
-from preprocess_container.spec import infer_spec
-from preprocess_container.user_code import FeatureCode
 from serving_common.encoders import encode_csv
+from serving_common.features.features import FittedFeatures
+from serving_common.features.spec import infer_spec
+from serving_common.features.user_code import FeatureCode
 from smkit_spark import RecordError, read_model, transform, write_features
 
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from local_test.orders import make_orders, write_jsonl
-from preprocess_container.features import FittedFeatures
-from preprocess_container.spec import infer_spec
+from serving_common.features.features import FittedFeatures
+from serving_common.features.spec import infer_spec
 from smkit_spark import FEATURE_TOLERANCE, fit_model
 
 
@@ -64,7 +64,7 @@ def test_spark_fit_matches_the_images_fit(spark, tmp_path, options):
 
 
 def test_record_rules_are_stored(spark, tmp_path):
-    from preprocess_container.validation import RecordRules
+    from serving_common.features.validation import RecordRules
 
     orders = _orders(100, seed=36)
     write_jsonl(orders, tmp_path / "orders.jsonl")
@@ -105,7 +105,7 @@ def test_unsupported_options_and_bad_records_are_refused(spark, tmp_path):
 
 
 def test_feature_code_extract_runs_on_the_executors(spark, tmp_path):
-    from preprocess_container.user_code import FeatureCode
+    from serving_common.features.user_code import FeatureCode
 
     code_path = tmp_path / "my_features.py"
     code_path.write_text("def extract(record):\n"

@@ -13,7 +13,7 @@ import pytest
 
 from local_test.docker_run import OptMl, ServingContainer, train
 from local_test.orders import make_orders, write_jsonl
-from preprocess_container.features import FittedFeatures
+from serving_common.features.features import FittedFeatures
 from smkit_spark import FEATURE_TOLERANCE, fit_model, write_features
 
 pytestmark = pytest.mark.docker

@@ -12,8 +12,8 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from local_test.orders import make_orders
-from preprocess_container.features import FittedFeatures
-from preprocess_container.spec import infer_spec
+from serving_common.features.features import FittedFeatures
+from serving_common.features.spec import infer_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 SPARK_SUBMIT = Path(sys.executable).parent / "spark-submit"

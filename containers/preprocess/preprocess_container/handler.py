@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +12,9 @@ import numpy as np
 from serving_common import encoders
 from serving_common.content_types import CSV, JSON, JSONLINES, NPY, MediaType
 from serving_common.errors import BadRequest
+from serving_common.features.features import FittedFeatures
+from serving_common.features.requests import decoded_records, renumber, transform
 from serving_common.handler import Handler, RequestContext
-
-from .features import FittedFeatures
 
 log = logging.getLogger("preprocess")
 
@@ -28,29 +27,6 @@ RECORD_ERRORS = "SMKIT_RECORD_ERRORS"
 
 def _flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes")
-
-
-def _records(data: Any) -> list[Any]:
-    """A JSON body: one record, a list of records, or ``{"instances": [...]}`` (a wrapper with any other
-    key, or whose ``instances`` is not a list, is a 400: it would otherwise be scored as a record)."""
-    if isinstance(data, dict):
-        if "instances" not in data:
-            return [data]
-        others = [key for key in data if key != "instances"]
-        if others:
-            raise BadRequest(f'the request wraps its records in {{"instances": [...]}} but also has '
-                             f"{', '.join(map(repr, others[:5]))}: send {{\"instances\": [...]}} alone")
-        if not isinstance(data["instances"], list):
-            raise BadRequest(f'"instances" must be a list of records, got {type(data["instances"]).__name__}')
-        return data["instances"]
-    if isinstance(data, list):
-        return data
-    raise BadRequest(f"expected a JSON object, a list of objects or {{\"instances\": [...]}}, "
-                     f"got {type(data).__name__}")
-
-
-class Rows(list):
-    """Headerless CSV rows, in the model's input column order."""
 
 
 class PreprocessHandler(Handler):
@@ -74,16 +50,7 @@ class PreprocessHandler(Handler):
         return features
 
     def decode(self, body: bytes, media_type: MediaType, context: RequestContext) -> Any:
-        data = super().decode(body, media_type, context)
-        if media_type.essence == CSV:
-            return Rows(data)
-        records = data if media_type.essence == JSONLINES else _records(data)
-        if not records:
-            raise BadRequest("no records in the request")
-        for index, record in enumerate(records):
-            if not isinstance(record, dict):
-                raise BadRequest(f"record {index} is not a JSON object but {type(record).__name__}")
-        return records
+        return decoded_records(super().decode(body, media_type, context), media_type)
 
     def predict(self, model: FittedFeatures, data: Any, context: RequestContext) -> np.ndarray | list[Any]:
         try:
@@ -97,33 +64,11 @@ class PreprocessHandler(Handler):
             try:
                 results.append(self._transform(model, type(data)([item]))[0])
             except BadRequest as exc:
-                results.append({"error": _renumber(exc.message, index)})
+                results.append({"error": renumber(exc.message, index)})
         return results
 
     def _transform(self, model: FittedFeatures, data: Any) -> np.ndarray:
-        labels = None
-        try:
-            if isinstance(data, Rows):
-                if self.output_label:
-                    raise BadRequest("CSV input carries no label; send JSON records to output labels")
-                if model.extracts:
-                    raise BadRequest(f"this model's feature code ({model.code.original_name}) extracts fields from "
-                                     "records: send JSON or JSON Lines records, not CSV rows")
-                matrix = model.transform_rows(data)
-            elif self.output_label:
-                matrix, values = model.transform_records_with_labels(data)
-                labels = _label_column(values, model.spec.label)
-            else:
-                matrix = model.transform_records(data)
-        except ValueError as exc:  # FeatureError and friends: the request cannot be interpreted
-            raise BadRequest(str(exc)) from None
-        if not np.isfinite(matrix).all():
-            row, column = np.argwhere(~np.isfinite(matrix))[0]
-            raise BadRequest(f"record {row}: feature {model.output_columns[column]!r} is not finite "
-                             "(an input value is out of range)")
-        if labels is not None:
-            matrix = np.column_stack([labels, matrix])
-        return matrix
+        return transform(model, data, output_label=self.output_label)
 
     def encode(self, prediction: np.ndarray | list[Any], accept: str, context: RequestContext) -> bytes:
         if accept == JSON:
@@ -136,20 +81,3 @@ class PreprocessHandler(Handler):
             return b"".join(encoders.lines([encoders.encode_json(item)]) if isinstance(item, dict)
                             else encoders.encode(item[None, :], accept) for item in prediction)
         return encoders.encode(prediction, accept)
-
-
-def _renumber(message: str, index: int) -> str:
-    """Messages of a one-record transform say "record 0"/"row 0": give the record's place in the request."""
-    return re.sub(r"^(record|row) 0\b", rf"\g<1> {index}", message)
-
-
-def _label_column(values: list[Any], name: str) -> np.ndarray:
-    labels = np.empty(len(values))
-    for index, value in enumerate(values):
-        try:
-            labels[index] = float(value)  # booleans become 1.0/0.0
-        except (TypeError, ValueError):
-            labels[index] = np.nan
-        if not np.isfinite(labels[index]):
-            raise BadRequest(f"record {index}: label {name!r}={value!r} is not a finite number (0/1 for binary)")
-    return labels

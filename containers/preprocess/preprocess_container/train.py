@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import logging
 
+from serving_common.features.features import FittedFeatures
+from serving_common.features.records import read_training_files
+from serving_common.features.spec import CATEGORICAL_ENCODINGS, NUMERIC_IMPUTE, infer_spec
+from serving_common.features.user_code import FeatureCode, FeatureCodeError, find_training_code
+from serving_common.features.validation import DEFAULT_UNKNOWN_FIELDS, RecordRules
 from serving_common.settings import UNKNOWN_FIELD_POLICIES
 from serving_common.training.harness import TrainingError, TrainingJob
 from serving_common.training.hyperparameters import Hyperparameter
-
-from .features import FittedFeatures
-from .records import read_training_files
-from .spec import CATEGORICAL_ENCODINGS, NUMERIC_IMPUTE, infer_spec
-from .user_code import FeatureCode, FeatureCodeError, find_training_code
-from .validation import DEFAULT_UNKNOWN_FIELDS, RecordRules
 
 log = logging.getLogger("preprocess")
 

@@ -24,17 +24,17 @@ from sklearn.preprocessing import (
     StandardScaler,
 )
 
-from preprocess_container.compiler import compile_transformer
-from preprocess_container.fast_transform import (
+from serving_common.features.compiler import compile_transformer
+from serving_common.features.fast_transform import (
     CompiledTransform,
     FeatureError,
     load_tables,
     save_tables,
 )
-from preprocess_container.features import FittedFeatures, build_transformer, records_to_array, rows_to_array
-from preprocess_container.records import flatten
-from preprocess_container.spec import FeatureSpec, infer_spec
-from preprocess_container.validation import RecordRules
+from serving_common.features.features import FittedFeatures, build_transformer, records_to_array, rows_to_array
+from serving_common.features.records import flatten
+from serving_common.features.spec import FeatureSpec, infer_spec
+from serving_common.features.validation import RecordRules
 
 # These tests compare the two transforms on every kind of record, empty and all-missing ones included:
 # the record checks that refuse such records at serving (test_validation.py) are relaxed here.

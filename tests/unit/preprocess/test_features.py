@@ -13,7 +13,7 @@ from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
-from preprocess_container.features import (
+from serving_common.features.features import (
     FEATURES_FILE,
     TABLES_FILE,
     TRANSFORMER_FILE,
@@ -23,7 +23,7 @@ from preprocess_container.features import (
     records_to_array,
     rows_to_array,
 )
-from preprocess_container.spec import FeatureSpec
+from serving_common.features.spec import FeatureSpec
 
 SPEC = FeatureSpec(numeric=["amount", "customer.age"], categorical=["country", "vip"], label="fraud")
 

@@ -1,5 +1,5 @@
 """One record flattening: training (records.flatten) and serving (fast_transform.get_record) agree on every
-edge case, because both are preprocess_container.flatten."""
+edge case, because both are serving_common.features.flatten."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from collections import OrderedDict
 
 import pytest
 
-from preprocess_container.fast_transform import FeatureError, get_record
-from preprocess_container.flatten import NESTED_OBJECT, DuplicateField, flatten, has_objects
-from preprocess_container.records import RecordError
-from preprocess_container.records import flatten as training_flatten
+from serving_common.features.fast_transform import FeatureError, get_record
+from serving_common.features.flatten import NESTED_OBJECT, DuplicateField, flatten, has_objects
+from serving_common.features.records import RecordError
+from serving_common.features.records import flatten as training_flatten
 
 
 def serving_fields(record):

@@ -8,10 +8,10 @@ import json
 import numpy as np
 import pytest
 
-from preprocess_container.features import FittedFeatures
 from preprocess_container.handler import PreprocessHandler
-from preprocess_container.spec import FeatureSpec
 from serving_common.content_types import JSON, NPY, parse
+from serving_common.features.features import FittedFeatures
+from serving_common.features.spec import FeatureSpec
 from serving_common.handler import RequestContext
 
 RECORDS = [{"a": 1.0, "c": "x", "y": True}, {"a": 2.0, "c": "z", "y": 0}, {"a": 3.0, "c": "x", "y": 1}]

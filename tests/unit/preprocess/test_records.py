@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from preprocess_container.records import (
+from serving_common.features.records import (
     RecordError,
     data_files,
     flatten,

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from preprocess_container.spec import FeatureSpec, SpecError, infer_spec
+from serving_common.features.spec import FeatureSpec, SpecError, infer_spec
 
 JSON_RECORDS = [
     {"order": {"amount": 12.5, "items": 2}, "customer": {"age": 31, "country": "DE"}, "vip": True,

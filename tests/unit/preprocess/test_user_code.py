@@ -16,12 +16,13 @@ import pytest
 
 from local_test.docker_run import OptMl
 from local_test.orders import make_orders
-from preprocess_container.features import FEATURES_FILE, TABLES_FILE, FeatureError, FittedFeatures
-from preprocess_container.handler import PreprocessHandler, Rows
-from preprocess_container.spec import FeatureSpec, infer_spec
+from preprocess_container.handler import PreprocessHandler
 from preprocess_container.train import HYPERPARAMETERS, train
-from preprocess_container.user_code import CODE_PATH, FeatureCode, FeatureCodeError, find_training_code
 from serving_common.errors import BadRequest
+from serving_common.features.features import FEATURES_FILE, TABLES_FILE, FeatureError, FittedFeatures
+from serving_common.features.requests import Rows
+from serving_common.features.spec import FeatureSpec, infer_spec
+from serving_common.features.user_code import CODE_PATH, FeatureCode, FeatureCodeError, find_training_code
 from serving_common.handler import RequestContext
 from serving_common.training.environment import TrainingEnvironment
 from serving_common.training.harness import TrainingError, TrainingJob
@@ -166,7 +167,7 @@ def test_pickled_objects_of_the_feature_code_load_in_a_fresh_process(tmp_path):
     expected = FittedFeatures.load(tmp_path / "model").transform_records(PROBE[:5])
     result = _python(f"""
         import json, sys
-        from preprocess_container.features import FittedFeatures
+        from serving_common.features.features import FittedFeatures
         model = FittedFeatures.load({str(tmp_path / "model")!r})
         print(json.dumps(model.transform_records(json.loads(sys.stdin.read())).tolist()))
     """, stdin=json.dumps(PROBE[:5]))

@@ -8,12 +8,13 @@ import logging
 import numpy as np
 import pytest
 
-from preprocess_container.features import FEATURES_FILE, FeatureError, FittedFeatures
-from preprocess_container.handler import PreprocessHandler, Rows
-from preprocess_container.spec import FeatureSpec
-from preprocess_container.validation import RecordRules
+from preprocess_container.handler import PreprocessHandler
 from serving_common.content_types import CSV, JSON, JSONLINES, parse
 from serving_common.errors import BadRequest
+from serving_common.features.features import FEATURES_FILE, FeatureError, FittedFeatures
+from serving_common.features.requests import Rows
+from serving_common.features.spec import FeatureSpec
+from serving_common.features.validation import RecordRules
 from serving_common.handler import RequestContext
 from serving_common.settings import SettingsError
 

@@ -54,7 +54,7 @@ class RecordError(ValueError):
 
 
 def flatten(record: Mapping) -> dict[str, Any]:
-    """Flatten nested objects into dotted field names (:func:`preprocess_container.flatten.flatten`: lists
+    """Flatten nested objects into dotted field names (:func:`serving_common.features.flatten.flatten`: lists
     and every other value kept as they are; an empty nested object contributes no field).
 
     Raises :class:`RecordError` when ``record`` is not a mapping, or when one field name arises twice

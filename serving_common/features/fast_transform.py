@@ -3,7 +3,7 @@
 Why hand-written code here: ``ColumnTransformer.transform`` on one record costs milliseconds (input
 validation, per-step checks), which dominates a real-time inference request, and importing scikit-learn
 and scipy costs a container about two seconds at start. The pipelines built by
-:func:`preprocess_container.features.build_transformer` are simple enough that their fitted parameters
+:func:`serving_common.features.features.build_transformer` are simple enough that their fitted parameters
 can be applied directly:
 
 - numeric: ``SimpleImputer`` fills NaN with ``statistics_`` (dropping features whose statistic is NaN,

@@ -4,7 +4,7 @@ This is the only part of the fast path that needs scikit-learn (and scipy): it r
 (and when a model without saved tables is loaded). The tables it derives are saved with the model
 (``fast_transform.npz``), so serving rebuilds the fast path with numpy alone.
 
-Supported: the pipelines :func:`preprocess_container.features.build_transformer` makes and close
+Supported: the pipelines :func:`serving_common.features.features.build_transformer` makes and close
 variants (see ``fast_transform``'s docstring). The ColumnTransformer must select columns by position in
 ``spec.input_columns`` (it is fitted on a 2-D object array in that order). Anything else makes
 :func:`compile_transformer` return None (with a warning) and callers use scikit-learn.

@@ -6,7 +6,7 @@ The module may define
   at training and at serving; features are read from the record it returns (typically the record with
   derived fields added, e.g. ``{**record, "amount_per_item": record["amount"] / record["items"]}``);
 - ``build_transformer(spec) -> ColumnTransformer``: replaces the built-in
-  :func:`preprocess_container.features.build_transformer`. The transformer is fitted on a 2-D object
+  :func:`serving_common.features.features.build_transformer`. The transformer is fitted on a 2-D object
   array whose columns are ``spec.input_columns`` (select them by position, e.g.
   ``spec.column_indices(["amount"])``).
 

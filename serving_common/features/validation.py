@@ -29,8 +29,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from serving_common.settings import UNKNOWN_FIELD_POLICIES, record_rule_overrides
-
+from ..settings import UNKNOWN_FIELD_POLICIES, record_rule_overrides
 from .fast_transform import FeatureError, get_record
 from .flatten import NESTED_OBJECT
 
