@@ -36,7 +36,6 @@ from loadgen import (
     Server,
     figure_rows,
     find,
-    free_port,
     load_figures,
     measure_baseline,
     measure_image,
@@ -53,7 +52,7 @@ from loadgen import (
 )
 
 # Importable because loadgen (imported above) puts the repository root on sys.path.
-from local_test.docker_run import OptMl
+from local_test.docker_run import OptMl, free_port
 
 FEATURES = 30
 HYPERPARAMETERS = {"epochs": 5, "hidden": 64}
