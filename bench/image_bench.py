@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from http_stack import ours_server
 from loadgen import BASE_IMAGE, Payload, Result, Server, exit_on_sigterm, image_size_mb, measure, step
 
@@ -63,6 +64,18 @@ class ImageBench:
         if trained.exit_code != 0:
             print(f"training failed ({trained.exit_code}): {opt_ml.failure}\n{trained.logs}", file=sys.stderr)
         return trained.exit_code == 0
+
+    def train_on_rows(self, hyperparameters: dict[str, str], features: Any, labels: Any) -> Path | None:
+        """Train the image on label-first CSV rows (the layout the preprocess batch transform writes); the model
+        folder, or None (with the failure on stderr). Prints the training time."""
+        opt_ml = OptMl(self.work / "opt_ml", hyperparameters, {"train": {"ContentType": "text/csv"}})
+        np.savetxt(opt_ml.channel_dir("train") / "train.csv", np.column_stack([labels, features]), delimiter=",",
+                   fmt="%.6g")
+        begin = time.perf_counter()
+        if not self.train(opt_ml):
+            return None
+        print(f"    trained in {time.perf_counter() - begin:.1f} s", end="")
+        return opt_ml.model_dir
 
     def measure_ceiling(self, target: str, single: Payload, batch: Payload, args: argparse.Namespace) -> None:
         """The same HTTP stack with an empty handler on the host, loaded with the same requests."""

@@ -52,7 +52,7 @@ from loadgen import (
 )
 
 # Importable because loadgen (imported above) puts the repository root on sys.path.
-from local_test.docker_run import OptMl, free_port
+from local_test.docker_run import free_port
 
 FEATURES = 30
 HYPERPARAMETERS = {"epochs": 5, "hidden": 64}
@@ -155,16 +155,10 @@ def main(argv: list[str] | None = None) -> int:
         client, image = bench.client, bench.image
         step(f"training {image} on {args.rows} x {FEATURES} synthetic rows, the example MLP "
              f"({' '.join(f'{k}={v}' for k, v in HYPERPARAMETERS.items())}) (docker run {image} train)")
-        opt_ml = OptMl(bench.work / "opt_ml", HYPERPARAMETERS, {"train": {"ContentType": "text/csv"}})
-        features, labels = make_rows(args.rows, seed=42)
-        np.savetxt(opt_ml.channel_dir("train") / "train.csv", np.column_stack([labels, features]), delimiter=",",
-                   fmt="%.6g")
-        begin = time.perf_counter()
-        if not bench.train(opt_ml):
+        model_dir = bench.train_on_rows(HYPERPARAMETERS, *make_rows(args.rows, seed=42))
+        if model_dir is None:
             return 1
-        model_dir = opt_ml.model_dir
-        print(f"    trained in {time.perf_counter() - begin:.1f} s: model.pt "
-              f"{(model_dir / 'model.pt').stat().st_size / 1e3:.0f} kB")
+        print(f": model.pt {(model_dir / 'model.pt').stat().st_size / 1e3:.0f} kB")
 
         live, _ = make_rows(BATCH, seed=7)
         single = Payload(json_body(live[:1]), "application/json", "text/csv", records=1)

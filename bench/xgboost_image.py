@@ -53,7 +53,7 @@ from loadgen import (
 )
 
 # Importable because loadgen (imported above) puts the repository root on sys.path.
-from local_test.docker_run import OptMl, ServingContainer
+from local_test.docker_run import ServingContainer
 
 MODEL_FILE = "xgboost-model.ubj"  # what the image's train writes (xgboost_container.model_files.MODEL_FILE)
 FEATURES = 30
@@ -150,18 +150,13 @@ def main(argv: list[str] | None = None) -> int:
         client, image = bench.client, bench.image
         step(f"training {image} on {args.rows} x {FEATURES} synthetic rows, "
              f"{' '.join(f'{k}={v}' for k, v in HYPERPARAMETERS.items())} (docker run {image} train)")
-        opt_ml = OptMl(bench.work / "opt_ml", HYPERPARAMETERS, {"train": {"ContentType": "text/csv"}})
-        features, labels = make_rows(args.rows, seed=42)
-        np.savetxt(opt_ml.channel_dir("train") / "train.csv", np.column_stack([labels, features]), delimiter=",",
-                   fmt="%.6g")
-        begin = time.perf_counter()
-        if not bench.train(opt_ml):
+        model_dir = bench.train_on_rows(HYPERPARAMETERS, *make_rows(args.rows, seed=42))
+        if model_dir is None:
             return 1
-        model_dir = opt_ml.model_dir
         model_file = model_dir / MODEL_FILE
         booster_ms, classifier_ms, trees = time_in_process(model_file)
         size_kb = model_file.stat().st_size / 1e3
-        print(f"    trained in {time.perf_counter() - begin:.1f} s: {MODEL_FILE} {size_kb:.0f} kB, {trees} trees; "
+        print(f": {MODEL_FILE} {size_kb:.0f} kB, {trees} trees; "
               f"in-process load median {statistics.median(booster_ms):.1f} ms (Booster), "
               f"{statistics.median(classifier_ms):.1f} ms (XGBClassifier)")
 
