@@ -96,3 +96,35 @@ def test_every_declared_variable_is_in_the_docs_table_and_no_other():
     assert not declared - documented, f"add to the table in {DOCS.name}: {sorted(declared - documented)}"
     assert not documented - declared, f"the table in {DOCS.name} lists variables nothing reads: " \
                                       f"{sorted(documented - declared)}"
+
+
+# A valid value other than the default of every declared variable.
+VALUES = {
+    "SAGEMAKER_BIND_TO_PORT": "9001", "SAGEMAKER_SAFE_PORT_RANGE": "29000-29999",
+    "SAGEMAKER_MODEL_SERVER_WORKERS": "7", "SAGEMAKER_MODEL_SERVER_TIMEOUT": "120",
+    "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT": "text/csv", "SAGEMAKER_MAX_PAYLOAD_IN_MB": "20",
+    "SAGEMAKER_PROGRAM": "serve.py", "SAGEMAKER_SUBMIT_DIRECTORY": "/code", "SAGEMAKER_BATCH": "true",
+    "SAGEMAKER_BATCH_STRATEGY": "SINGLE_RECORD", "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS": "4",
+    "SAGEMAKER_MULTI_MODEL": "true", "SM_MODEL_DIR": "/model", "SMKIT_LOG_LEVEL": "debug",
+    "SMKIT_WORKER_USER": "model", "SMKIT_ACCESS_LOG": "true", "SMKIT_WORKER_INDEX": "2",
+    "SMKIT_INLINE_PREDICTIONS": "false", "SMKIT_MME_MEMORY_BUDGET_MB": "512", "SMKIT_MAX_MISSING_FIELDS": "2",
+    "SMKIT_UNKNOWN_FIELDS": "error", "SMKIT_MODELS_ROOT": "/models", "SMKIT_OUTPUT_LABEL": "true",
+    "SMKIT_RECORD_ERRORS": "line", "SMKIT_PIPELINE_STAGES": "b=9002", "SMKIT_PIPELINE_TIMEOUT": "30",
+    "SMKIT_PIPELINE_WORKERS": "3", "SMKIT_PIPELINE_POOL": "4", "SMKIT_OPT_ML": "/job", "TRAINING_JOB_NAME": "job",
+    "SAGEMAKER_TRAINING_MODULE": "module", "AWS_REGION": "eu-west-1", "AWS_DEFAULT_REGION": "us-east-1",
+    "SMKIT_PIP_WHEELHOUSE": "/wheels", "SMKIT_PIP_INDEX_URL": "http://mirror/simple",
+    "SMKIT_COLLECTIVE_TIMEOUT_S": "20",
+}
+
+
+def _parsed(env: dict[str, str]) -> tuple:
+    """Everything the settings module parses out of ``env``."""
+    return (settings.Settings.from_env(env),
+            settings.PipelineConfig.from_env({"SMKIT_PIPELINE_STAGES": "a=9100", **env}),
+            settings.TrainingSettings.from_env(env), settings.training_base_dir(env), settings.worker_index(env))
+
+
+def test_every_declared_variable_is_parsed():
+    assert set(VALUES) == declared_variables()  # a new variable gets a value here
+    unread = [name for name, value in VALUES.items() if _parsed({name: value}) == _parsed({})]
+    assert not unread, f"declared but never parsed: {unread}"
