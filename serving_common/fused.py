@@ -19,6 +19,7 @@ import numpy as np
 
 from .content_types import CSV, JSON, JSONLINES, MediaType
 from .handler import Handler, RequestContext
+from .settings import Settings
 
 log = logging.getLogger("serving_common")
 
@@ -39,8 +40,8 @@ def is_fused(model_dir: Path) -> bool:
     return (Path(model_dir) / PREPROCESS_DIR / "features.json").is_file()
 
 
-def load_stage(stage_dir: Path) -> Any:
-    """The fitted transform of ``stage_dir`` with its record checks (SMKIT_* overrides applied), refused
+def load_stage(stage_dir: Path, settings: Settings) -> Any:
+    """The fitted transform of ``stage_dir`` with its record checks (``settings``' overrides applied), refused
     without a compiled fast path: model images carry no scikit-learn."""
     # imported here: an image serving plain models needs none of the feature code
     from .features.features import FittedFeatures
@@ -50,7 +51,7 @@ def load_stage(stage_dir: Path) -> Any:
         raise FusedModelError(f"{stage_dir}: this preprocess model has no compiled fast path (fast_transform.npz), "
                               "so applying it needs scikit-learn, which model images do not carry: serve it as a "
                               "chained pipeline instead")
-    rules = features.record_rules.overridden()
+    rules = features.record_rules.overridden(settings.record_overrides)
     features.set_record_checks(rules, features.known_fields)
     return features
 
@@ -74,7 +75,7 @@ class FusedHandler(Handler):
                        ModelFiles.read(Path(model_dir), f"the model ({model_dir})"))
         except PipelineMismatchError as exc:
             raise FusedModelError(str(exc).replace("pipeline refused", "fused model refused")) from None
-        features = load_stage(stage_dir)
+        features = load_stage(stage_dir, self.settings)
         model = self.inner.load(Path(model_dir))
         log.info("fused model: %d fields -> %d features, applied in process", len(features.input_columns),
                  features.n_features_out)

@@ -34,11 +34,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .settings import OUTPUT_LABEL, Settings
+
 __all__ = ["META_PATTERN", "ModelFiles", "PipelineMismatchError", "check_pipeline", "main", "read_json_files"]
 
 FEATURES_FILE = "features.json"
 META_PATTERN = "*-meta.json"  # a model's description, e.g. xgboost-meta.json
-OUTPUT_LABEL = "SMKIT_OUTPUT_LABEL"  # a preprocess stage that writes the label first answers one column more
 
 
 class PipelineMismatchError(ValueError):
@@ -93,7 +94,7 @@ class ModelFiles:
         columns = (self.features or {}).get("output_columns")
         if not isinstance(columns, list):
             return None
-        if self.environment.get(OUTPUT_LABEL, "").strip().lower() in ("1", "true", "yes"):
+        if Settings.from_env(self.environment).output_label:  # the label first: one column more
             return len(columns) + 1, f"{FEATURES_FILE} output_columns plus the label column ({OUTPUT_LABEL}=true)"
         return len(columns), f"{FEATURES_FILE} output_columns"
 

@@ -1,11 +1,20 @@
-"""SageMaker's environment variables: every name and default in one place."""
+"""Every environment variable an image reads: its name, its default and its parser, in this one module.
+
+Serving (:class:`Settings`, :class:`PipelineConfig`) and training (:class:`TrainingSettings`) both live
+here rather than in a second table for training: the two share the parsers and their messages (``_int``,
+``_bool``: one wording for a bad value whatever reads it), one module is the whole answer to "what can I
+set?" (``docs/contract.md`` lists each name, and a test checks it does), and this module imports nothing
+heavier than :mod:`serving_common.uris`, so the training harness pays nothing for it. Nothing else reads
+``os.environ`` (a unit test greps for it): code receives the parsed values, and a bad value is one
+:class:`SettingsError` naming the variable, at start.
+"""
 
 from __future__ import annotations
 
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .uris import local_path
@@ -45,6 +54,13 @@ UNKNOWN_FIELDS = "SMKIT_UNKNOWN_FIELDS"
 UNKNOWN_FIELD_POLICIES = ("error", "warn", "ignore")
 # Multi-model endpoints: the only folder models are loaded from (SageMaker's /opt/ml/models).
 MODELS_ROOT = "SMKIT_MODELS_ROOT"
+# The preprocess image. Batch transform for training data: the label first in every output row
+# (SageMaker XGBoost's layout) ...
+OUTPUT_LABEL = "SMKIT_OUTPUT_LABEL"
+# ... and what a bad record does to a request of several: "fail" (the request fails, naming the record) or
+# "line" (an error object on that record's line, keeping output lines aligned with input lines).
+RECORD_ERRORS = "SMKIT_RECORD_ERRORS"
+RECORD_ERROR_MODES = ("fail", "line")
 
 DEFAULT_PORT = 8080
 DEFAULT_TIMEOUT_S = 60
@@ -157,6 +173,24 @@ def record_rule_overrides(env: Mapping[str, str] | None = None) -> dict[str, int
     return overrides
 
 
+def _record_errors(env: Mapping[str, str]) -> str:
+    mode = env.get(RECORD_ERRORS, "").strip().lower() or "fail"
+    if mode not in RECORD_ERROR_MODES:
+        raise SettingsError(f"{RECORD_ERRORS}={mode!r} is not one of {', '.join(RECORD_ERROR_MODES)}")
+    return mode
+
+
+def worker_index(env: Mapping[str, str] | None = None) -> int | None:
+    """This worker process's ``SMKIT_WORKER_INDEX`` (0, 1, ...), None outside a model server's worker.
+
+    Read when asked, not in :class:`Settings`: the model server sets it in each worker after the settings
+    were read (``workers.py``)."""
+    env = os.environ if env is None else env
+    if not env.get(WORKER_INDEX, "").strip():
+        return None
+    return _int(env, WORKER_INDEX, 0, minimum=0)
+
+
 @dataclass(frozen=True)
 class Settings:
     """What the serving process reads from its environment, validated once at start."""
@@ -178,6 +212,11 @@ class Settings:
     worker_user: str | None = None
     log_level: str = "INFO"
     access_log: bool = False
+    # the preprocess image's (and a fused model's preprocess stage): SMKIT_OUTPUT_LABEL, SMKIT_RECORD_ERRORS,
+    # and the record-check rules SMKIT_MAX_MISSING_FIELDS / SMKIT_UNKNOWN_FIELDS set (``record_rule_overrides``)
+    output_label: bool = False
+    record_errors: str = "fail"
+    record_overrides: Mapping[str, int | str | None] = field(default_factory=dict, hash=False)
     inline_predictions: bool = True
     mme_memory_budget_mb: float | None = None  # None: derived from the memory limit at start
 
@@ -209,6 +248,9 @@ class Settings:
             worker_user=env.get(WORKER_USER, "").strip() or None,
             log_level=_log_level(env),
             access_log=_bool(env, ACCESS_LOG, default=False),
+            output_label=_bool(env, OUTPUT_LABEL),
+            record_errors=_record_errors(env),
+            record_overrides=record_rule_overrides(env),
             inline_predictions=_bool(env, INLINE_PREDICTIONS, default=True),
             mme_memory_budget_mb=_float(env, MME_MEMORY_BUDGET_MB, 0.0) or None,
         )
@@ -285,4 +327,72 @@ class PipelineConfig:
             log_level=_log_level(env),
             worker_user=env.get(WORKER_USER, "").strip() or None,
             access_log=_bool(env, ACCESS_LOG, default=False),
+        )
+
+
+# -- training (``train``: serving_common.training and the containers' training code) -------------------
+
+# Where the job's files are (SageMaker's /opt/ml; tests point it elsewhere).
+TRAINING_BASE_DIR = "SMKIT_OPT_ML"
+# Set by SageMaker (and the SDK's local mode) on a training container; sagemaker-training reads the same.
+TRAINING_JOB_NAME = "TRAINING_JOB_NAME"
+TRAINING_MODULE = "SAGEMAKER_TRAINING_MODULE"
+REGION = "AWS_REGION"
+DEFAULT_REGION = "AWS_DEFAULT_REGION"
+# Script mode: where the user's requirements.txt is installed from: a folder of wheels (``--no-index
+# --find-links``: installs that never touch the network) or a package index (``--index-url``, e.g. a mirror
+# inside the VPC).
+PIP_WHEELHOUSE = "SMKIT_PIP_WHEELHOUSE"
+PIP_INDEX_URL = "SMKIT_PIP_INDEX_URL"
+# XGBoost multi-host training: a host that dies without its TCP connections being reset (a killed container,
+# a lost instance) would leave the others waiting in a collective operation forever: any operation slower
+# than this fails the job instead. Generous by default, as the first operation waits for every host to have
+# loaded its data.
+COLLECTIVE_TIMEOUT = "SMKIT_COLLECTIVE_TIMEOUT_S"
+DEFAULT_COLLECTIVE_TIMEOUT_S = 1800
+
+
+def training_base_dir(env: Mapping[str, str] | None = None) -> Path:
+    """The training job's folder: ``SMKIT_OPT_ML``, else /opt/ml. Apart from :class:`TrainingSettings` and
+    never an error, because a failure (a bad value of another variable included) is reported in a file
+    under it."""
+    env = os.environ if env is None else env
+    return Path(env.get(TRAINING_BASE_DIR, "").strip() or "/opt/ml")
+
+
+def _collective_timeout(env: Mapping[str, str]) -> int:
+    raw = env.get(COLLECTIVE_TIMEOUT, "").strip()
+    try:
+        value = int(raw) if raw else DEFAULT_COLLECTIVE_TIMEOUT_S
+    except ValueError:
+        raise SettingsError(f"{COLLECTIVE_TIMEOUT}={raw!r} is not a whole number of seconds") from None
+    if value < 1:
+        raise SettingsError(f"{COLLECTIVE_TIMEOUT} must be at least 1 second")
+    return value
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """What ``train`` reads from its environment (besides :func:`training_base_dir`), validated once at
+    start; a bad value fails the job with the failure file naming it."""
+
+    program: str | None = None  # SAGEMAKER_PROGRAM: the user's entry point (script mode)
+    training_module: str | None = None
+    job_name: str | None = None
+    region: str = ""  # AWS_REGION, else AWS_DEFAULT_REGION
+    pip_wheelhouse: str | None = None
+    pip_index_url: str | None = None
+    collective_timeout_s: int = DEFAULT_COLLECTIVE_TIMEOUT_S
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> TrainingSettings:
+        env = os.environ if env is None else env
+        return cls(  # the first four verbatim, as sagemaker-training reads them (script_environment.py)
+            program=env.get(PROGRAM) or None,
+            training_module=env.get(TRAINING_MODULE),
+            job_name=env.get(TRAINING_JOB_NAME),
+            region=env.get(REGION) or env.get(DEFAULT_REGION) or "",
+            pip_wheelhouse=env.get(PIP_WHEELHOUSE, "").strip() or None,
+            pip_index_url=env.get(PIP_INDEX_URL, "").strip() or None,
+            collective_timeout_s=_collective_timeout(env),
         )

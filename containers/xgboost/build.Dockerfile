@@ -1,8 +1,8 @@
 # The XGBoost image's own build-stage steps (spliced into ../Dockerfile by build.sh; /opt/venv holds
 # requirements.txt already).
-# The forest evaluator (native/forest_eval.c), compiled by zig's C compiler from the ziglang wheel in a
-# venv of this stage only: the serving image gets the ~12 KB library (via /opt/package-extra), not the
-# compiler.
+# The optional fast path's forest evaluator (native/forest_eval.c; native/README.md), compiled by zig's C
+# compiler from the ziglang wheel in a venv of this stage only: the serving image gets the ~12 KB library
+# (via /opt/package-extra), not the compiler.
 COPY containers/xgboost/requirements-build.txt /src/containers/xgboost/requirements-build.txt
 RUN python3 -m venv /opt/build-venv \
     && /opt/build-venv/bin/pip install --find-links /wheels -r /src/containers/xgboost/requirements-build.txt

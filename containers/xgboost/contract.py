@@ -2,57 +2,19 @@
 
 from __future__ import annotations
 
-import io
-import json
-from pathlib import Path
-
-import numpy as np
-
-from local_test.docker_run import OptMl
-
-from descriptor import ImageDescriptor
+from descriptor import numeric_rows
 
 
-def _numeric_training_data(opt_ml: OptMl) -> None:
-    rng = np.random.default_rng(0)
-    for channel, rows in (("train", 600), ("validation", 200)):
-        features = rng.normal(size=(rows, XGB_FEATURES))
-        labels = (features[:, 0] + features[:, 1] > 0).astype(int)
-        np.savetxt(opt_ml.channel_dir(channel) / "part-0.csv", np.column_stack([labels, features]),
-                   delimiter=",", fmt="%.8g")
-    opt_ml.channels = {"train": {"ContentType": "text/csv"}, "validation": {"ContentType": "text/csv"}}
+def _libsvm(rows: list[list[float]]) -> bytes:
+    return "\n".join(" ".join(f"{i}:{v!r}" for i, v in enumerate(row)) for row in rows).encode()
 
 
-def _xgboost_payloads(model_dir: Path) -> dict[str, bytes]:
-    rows = np.random.default_rng(1).normal(size=(2, XGB_FEATURES))
-    buffer = io.BytesIO()
-    np.save(buffer, rows)
-    return {
-        "text/csv": "\n".join(",".join(repr(v) for v in row) for row in rows.tolist()).encode(),
-        "application/json": json.dumps({"instances": rows.tolist()}).encode(),
-        "application/jsonlines": "\n".join(json.dumps(row) for row in rows.tolist()).encode(),
-        "application/x-npy": buffer.getvalue(),
-        "text/libsvm": "\n".join(" ".join(f"{i}:{v!r}" for i, v in enumerate(row)) for row in rows.tolist()).encode(),
-    }
-
-
-def _xgboost_wrong_shape(model_dir: Path) -> tuple[str, bytes]:
-    return "text/csv", ",".join(["0.5"] * (XGB_FEATURES + 3)).encode()
-
-
-def _xgboost_large(model_dir: Path, size: int) -> tuple[str, bytes]:
-    row = ",".join(["0.123456789"] * XGB_FEATURES)
-    return "text/csv", "\n".join([row] * (size // len(row) + 1)).encode()
-
-
-XGB_FEATURES = 8
-DESCRIPTOR = ImageDescriptor(
-    name="xgboost",
+DESCRIPTOR = numeric_rows(
+    "xgboost",
+    features=8,
     hyperparameters={"num_round": "20", "objective": "binary:logistic", "eval_metric": "auc", "max_depth": "3"},
-    write_training_data=_numeric_training_data,
-    payloads=_xgboost_payloads,
-    accepts=("text/csv", "application/json", "application/jsonlines", "application/x-npy"),
-    wrong_shape=_xgboost_wrong_shape,
-    large_payload=_xgboost_large,
+    label=lambda x: (x[:, 0] + x[:, 1] > 0).astype(int),
+    channels={"train": 600, "validation": 200},
+    extra_payloads={"text/libsvm": _libsvm},
     multi_model=True,
 )

@@ -29,7 +29,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ..settings import UNKNOWN_FIELD_POLICIES, record_rule_overrides
+from ..settings import UNKNOWN_FIELD_POLICIES
 from .fast_transform import FeatureError, get_record
 from .flatten import NESTED_OBJECT
 
@@ -68,9 +68,9 @@ class RecordRules:
         data = data or {}
         return cls(data.get("max_missing_fields"), data.get("unknown_fields") or DEFAULT_UNKNOWN_FIELDS)
 
-    def overridden(self, env: Mapping[str, str] | None = None) -> RecordRules:
-        """These rules with the serving environment's overrides applied (SettingsError for bad values)."""
-        return replace(self, **record_rule_overrides(env))
+    def overridden(self, overrides: Mapping[str, Any]) -> RecordRules:
+        """These rules with the serving settings' overrides applied (``Settings.record_overrides``)."""
+        return replace(self, **overrides)
 
 
 def _ancestors(name: str) -> list[str]:

@@ -8,9 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from serving_common.settings import TrainingSettings, training_base_dir
 from serving_common.training.data_files import data_files
-
-BASE_DIR_ENV = "SMKIT_OPT_ML"  # tests point the harness at another folder than /opt/ml
 
 
 class ConfigError(ValueError):
@@ -29,8 +28,8 @@ def _read_json(path: Path, default: Any = None) -> Any:
 
 
 def resolve_base(base: Path | None = None) -> Path:
-    """The /opt/ml folder (or the one SMKIT_OPT_ML names, for tests)."""
-    return Path(base or os.environ.get(BASE_DIR_ENV) or "/opt/ml")
+    """``base``, else the /opt/ml folder (or the one SMKIT_OPT_ML names, for tests)."""
+    return Path(base) if base else training_base_dir()
 
 
 @dataclass(frozen=True)
@@ -60,6 +59,7 @@ class TrainingEnvironment:
     hosts: tuple[str, ...] = ("algo-1",)
     network_interface: str = "eth0"
     num_cpus: int = field(default_factory=lambda: os.cpu_count() or 1)
+    settings: TrainingSettings = field(default_factory=TrainingSettings)  # the job's environment variables
 
     @property
     def model_dir(self) -> Path:
@@ -93,7 +93,7 @@ class TrainingEnvironment:
             raise ConfigError(f"the training job needs a '{name}' channel (channels given: {given})") from None
 
     @classmethod
-    def load(cls, base: Path | None = None) -> TrainingEnvironment:
+    def load(cls, base: Path | None = None, settings: TrainingSettings | None = None) -> TrainingEnvironment:
         base = resolve_base(base)
         config = base / "input" / "config"
         raw = _read_json(config / "hyperparameters.json", default={})
@@ -124,4 +124,5 @@ class TrainingEnvironment:
             current_host=current,
             hosts=hosts,
             network_interface=resources.get("network_interface_name", "eth0"),
+            settings=TrainingSettings.from_env() if settings is None else settings,
         )

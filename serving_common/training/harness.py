@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..logs import configure_logging
+from ..settings import SettingsError, TrainingSettings
 from .environment import TrainingEnvironment, resolve_base
 from .hyperparameters import Hyperparameter, parse
 from .script_runner import requested_program, run_script
@@ -102,16 +103,23 @@ def run(train_fn: TrainFn, declared: Sequence[Hyperparameter], base: Path | None
     ``train_fn``: never the built-in algorithm in its place."""
     configure_logging()
     base_dir = resolve_base(base)
-    if user_scripts and requested_program(base_dir) is not None:
-        return run_script(base_dir)
+    try:
+        settings = TrainingSettings.from_env()
+    except SettingsError as exc:  # a bad variable fails the job like anything else: in the failure file
+        reason = failure_reason(exc)
+        log.error("TRAINING FAILED: %s", reason)
+        _write_failure(base_dir, reason)
+        return 1
+    if user_scripts and requested_program(base_dir, settings) is not None:
+        return run_script(base_dir, settings)
     with STOP.installed():  # SIGTERM stops the job (stop.py); training loops stop at their next round
-        return _train(train_fn, declared, base_dir)
+        return _train(train_fn, declared, base_dir, settings)
 
 
-def _train(train_fn: TrainFn, declared: Sequence[Hyperparameter], base_dir: Path) -> int:
+def _train(train_fn: TrainFn, declared: Sequence[Hyperparameter], base_dir: Path, settings: TrainingSettings) -> int:
     staging: Path | None = None
     try:
-        env = TrainingEnvironment.load(base_dir)
+        env = TrainingEnvironment.load(base_dir, settings)
         hyperparameters = parse(declared, env.hyperparameters)
         log.info("hyperparameters: %s", hyperparameters)
         log.info("channels: %s; host %s of %s", {n: str(c.path) for n, c in env.channels.items()},

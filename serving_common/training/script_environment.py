@@ -17,10 +17,11 @@ import os
 import shutil
 import subprocess
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..settings import TrainingSettings
 from .environment import ConfigError, _read_json, resolve_base
 
 log = logging.getLogger("training")
@@ -120,13 +121,12 @@ class ScriptEnvironment:
     user_entry_point: str | None
     num_cpus: int
     num_gpus: int
-    framework_module: str | None = None
-    job_name: str | None = None
+    settings: TrainingSettings = field(default_factory=TrainingSettings)  # the job's environment variables
 
     @classmethod
-    def load(cls, base: Path | None = None, environ: Mapping[str, str] | None = None,
+    def load(cls, base: Path | None = None, settings: TrainingSettings | None = None,
              num_gpus: int | None = None) -> ScriptEnvironment:
-        environ = os.environ if environ is None else environ
+        settings = TrainingSettings.from_env() if settings is None else settings
         base = resolve_base(base)
         config = base / "input" / "config"
         raw = _read_json(config / "hyperparameters.json", default={})
@@ -137,7 +137,7 @@ class ScriptEnvironment:
         if "hosts" not in resources or "current_host" not in resources:
             raise ConfigError("resourceconfig.json needs 'hosts' and 'current_host'")
         hyperparameters = decode_hyperparameters(raw)
-        program = environ.get("SAGEMAKER_PROGRAM") or hyperparameters.get(PROGRAM_PARAM)
+        program = settings.program or hyperparameters.get(PROGRAM_PARAM)
         return cls(
             base=base,
             resource_config=resources,
@@ -146,9 +146,16 @@ class ScriptEnvironment:
             user_entry_point=None if program is None else str(program),
             num_cpus=os.cpu_count() or 1,
             num_gpus=count_gpus() if num_gpus is None else num_gpus,
-            framework_module=environ.get("SAGEMAKER_TRAINING_MODULE"),
-            job_name=environ.get("TRAINING_JOB_NAME"),
+            settings=settings,
         )
+
+    @property
+    def framework_module(self) -> str | None:
+        return self.settings.training_module
+
+    @property
+    def job_name(self) -> str | None:
+        return self.settings.job_name
 
     # -- folders --------------------------------------------------------------------------------------
     @property
@@ -375,8 +382,7 @@ class ScriptEnvironment:
         return {
             "CURRENT_HOST": self.current_host,
             "SAGEMAKER_JOB_NAME": str(hps.get(JOB_NAME_PARAM, "")),
-            "SAGEMAKER_REGION": str(hps.get(REGION_PARAM) or os.environ.get("AWS_REGION")
-                                    or os.environ.get("AWS_DEFAULT_REGION") or ""),
+            "SAGEMAKER_REGION": str(hps.get(REGION_PARAM) or self.settings.region),
         }
 
 

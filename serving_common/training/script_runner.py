@@ -36,6 +36,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO
 
+from ..settings import TrainingSettings
 from .environment import resolve_base
 from .script_environment import PROGRAM_PARAM, SUBMIT_DIR_PARAM, ScriptEnvironment, decode_hyperparameters
 from .user_code import CODE_CHANNEL, UserCodeError, fetch, install_requirements
@@ -64,11 +65,11 @@ class ScriptError(Exception):
     """The job cannot run the user's script as asked (not the script's own failure)."""
 
 
-def requested_program(base: Path | None = None, environ: Mapping[str, str] | None = None) -> str | None:
+def requested_program(base: Path | None = None, settings: TrainingSettings | None = None) -> str | None:
     """The entry point the job names, or None (then the image trains its built-in algorithm)."""
-    environ = os.environ if environ is None else environ
-    if environ.get("SAGEMAKER_PROGRAM"):
-        return environ["SAGEMAKER_PROGRAM"]
+    settings = TrainingSettings.from_env() if settings is None else settings
+    if settings.program:
+        return settings.program
     path = resolve_base(base) / "input" / "config" / "hyperparameters.json"
     try:
         raw = json.loads(path.read_text())
@@ -263,14 +264,14 @@ def _write_once(path: Path, text: str) -> None:
     path.write_text(text)
 
 
-def run_script(base: Path | None = None) -> int:
+def run_script(base: Path | None = None, settings: TrainingSettings | None = None) -> int:
     """Run the job's user script; returns the process exit code (0 success, 1 failure)."""
     base_dir = resolve_base(base)
     output = base_dir / "output"
     failure = output / "failure"
     with _Forwarder() as forwarder:
         try:
-            env = ScriptEnvironment.load(base_dir)
+            env = ScriptEnvironment.load(base_dir, settings)
             code_dir = env.code_dir
             channel = base_dir / "input" / "data" / CODE_CHANNEL
             origin = fetch(code_dir, env.all_hyperparameters.get(SUBMIT_DIR_PARAM),
@@ -287,7 +288,7 @@ def run_script(base: Path | None = None) -> int:
             elif kind == "package":
                 _install_package(code_dir)
             else:
-                install_requirements(code_dir)
+                install_requirements(code_dir, env.settings)
             command = build_command(env, code_dir)
             if command[0] == "torchrun" and shutil.which("torchrun") is None:
                 raise ScriptError("torch_distributed needs torchrun (PyTorch) in the image; this one has none")

@@ -14,23 +14,19 @@ channel that is a clear failure, never a silent fallback.
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import subprocess
 import sys
 import tarfile
 from pathlib import Path
 
+from serving_common.settings import PIP_INDEX_URL, PIP_WHEELHOUSE, TrainingSettings
 from serving_common.uris import local_path
 
 log = logging.getLogger("training")
 
 CODE_CHANNEL = "code"
 REQUIREMENTS = "requirements.txt"
-#: A folder of wheels (``pip install --no-index --find-links``): installs that never touch the network.
-WHEELHOUSE_ENV = "SMKIT_PIP_WHEELHOUSE"
-#: A package index (``pip install --index-url``), e.g. a mirror inside the VPC.
-INDEX_URL_ENV = "SMKIT_PIP_INDEX_URL"
 PIP_TIMEOUT_S = 900
 TAIL_CHARS = 700
 
@@ -102,17 +98,15 @@ def fetch(code_dir: Path, submit_directory: str | None, code_channel: Path | Non
                         f"'{CODE_CHANNEL}' channel was given")
 
 
-def pip_command(requirements: Path, environ: dict[str, str] | None = None) -> list[str]:
-    """``python -m pip install -r requirements.txt`` from the wheelhouse or index the user named."""
-    environ = dict(os.environ) if environ is None else environ
+def pip_command(requirements: Path, settings: TrainingSettings) -> list[str]:
+    """``python -m pip install -r requirements.txt`` from the wheelhouse or index the user named
+    (``SMKIT_PIP_WHEELHOUSE``, ``SMKIT_PIP_INDEX_URL``)."""
     command = [sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
                "-r", str(requirements)]
-    wheelhouse = environ.get(WHEELHOUSE_ENV, "").strip()
-    index_url = environ.get(INDEX_URL_ENV, "").strip()
-    if wheelhouse:
-        command += ["--no-index", "--find-links", wheelhouse]
-    elif index_url:
-        command += ["--index-url", index_url]
+    if settings.pip_wheelhouse:
+        command += ["--no-index", "--find-links", settings.pip_wheelhouse]
+    elif settings.pip_index_url:
+        command += ["--index-url", settings.pip_index_url]
     return command
 
 
@@ -120,7 +114,7 @@ def _pip_available() -> bool:
     return subprocess.run([sys.executable, "-c", "import pip"], capture_output=True).returncode == 0
 
 
-def install_requirements(code_dir: Path) -> None:
+def install_requirements(code_dir: Path, settings: TrainingSettings) -> None:
     """Install ``requirements.txt`` once; a failure raises with pip's last lines (never retried)."""
     requirements = code_dir / REQUIREMENTS
     if not requirements.is_file():
@@ -128,7 +122,7 @@ def install_requirements(code_dir: Path) -> None:
     if not _pip_available():
         raise UserCodeError(f"InstallRequirementsError: {REQUIREMENTS} cannot be installed: this image has no pip "
                             "(put the packages in the image, or remove the file)")
-    command = pip_command(requirements)
+    command = pip_command(requirements, settings)
     log.info("installing %s: %s", REQUIREMENTS, " ".join(command))
     try:
         result = subprocess.run(command, cwd=code_dir, capture_output=True, text=True, timeout=PIP_TIMEOUT_S)
@@ -140,7 +134,7 @@ def install_requirements(code_dir: Path) -> None:
     if result.returncode != 0:
         tail = (result.stderr.strip() or result.stdout.strip())[-TAIL_CHARS:]
         hint = ""
-        if not os.environ.get(WHEELHOUSE_ENV) and not os.environ.get(INDEX_URL_ENV):
-            hint = f" (no {WHEELHOUSE_ENV} or {INDEX_URL_ENV} given: pip used its default index)"
+        if not settings.pip_wheelhouse and not settings.pip_index_url:
+            hint = f" (no {PIP_WHEELHOUSE} or {PIP_INDEX_URL} given: pip used its default index)"
         raise UserCodeError(f"InstallRequirementsError: pip install -r {REQUIREMENTS} exited with "
                             f"{result.returncode}{hint}: {tail}")

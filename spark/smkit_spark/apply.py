@@ -31,7 +31,7 @@ import orjson
 import pyarrow as pa
 
 from .model import ModelFiles, read_model
-from .runtime import CSV, BadRequest, PreprocessHandler, ship_runtime
+from .runtime import CSV, BadRequest, PreprocessHandler, Settings, ship_runtime
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -57,8 +57,7 @@ class RecordError(ValueError):
 def _handler(label: bool) -> PreprocessHandler:
     """The image's handler in batch-transform mode: SMKIT_OUTPUT_LABEL=``label``, SMKIT_RECORD_ERRORS=fail."""
     handler = PreprocessHandler()
-    handler.output_label = label
-    handler.errors_in_line = False
+    handler.settings = Settings(output_label=label, record_errors="fail")  # never the executor's environment
     return handler
 
 

@@ -31,6 +31,7 @@ from serving_common.features.spec import FeatureSpec, SpecError, infer_spec  # n
 from serving_common.features.spec import _value_kind as value_kind  # noqa: E402  (how infer_spec reads a value)
 from serving_common.features.user_code import FeatureCode  # noqa: E402
 from serving_common.features.validation import MAX_KNOWN_FIELDS, RecordRules  # noqa: E402
+from serving_common.settings import Settings  # noqa: E402
 
 if TYPE_CHECKING:
     from pyspark import SparkContext
@@ -46,6 +47,7 @@ __all__ = [
     "FittedFeatures",
     "PreprocessHandler",
     "RecordRules",
+    "Settings",
     "SpecError",
     "build_transformer",
     "flatten_if_nested",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -15,35 +14,33 @@ from serving_common.errors import BadRequest
 from serving_common.features.features import FittedFeatures
 from serving_common.features.requests import decoded_records, renumber, transform
 from serving_common.handler import Handler, RequestContext
+from serving_common.settings import OUTPUT_LABEL
 
 log = logging.getLogger("preprocess")
 
-# Batch transform for training data: write the label as the first CSV column (SageMaker XGBoost's layout).
-OUTPUT_LABEL = "SMKIT_OUTPUT_LABEL"
-# Batch transform: "fail" (default) fails a request on its first bad record, naming it; "line" writes an
-# error object on that record's line instead, keeping output lines aligned with input lines.
-RECORD_ERRORS = "SMKIT_RECORD_ERRORS"
-
-
-def _flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes")
-
 
 class PreprocessHandler(Handler):
+    """Records in, feature rows out; ``settings.output_label`` (SMKIT_OUTPUT_LABEL) writes the label first,
+    ``settings.record_errors`` (SMKIT_RECORD_ERRORS) says what a bad record does to a batch."""
+
     content_types = (JSON, JSONLINES, CSV)
     accepts = (CSV, JSON, JSONLINES, NPY)
     default_accept = JSON
 
-    def __init__(self) -> None:
-        self.output_label = _flag(OUTPUT_LABEL)
-        self.errors_in_line = os.environ.get(RECORD_ERRORS, "fail").strip().lower() == "line"
+    @property
+    def output_label(self) -> bool:
+        return self.settings.output_label
+
+    @property
+    def errors_in_line(self) -> bool:
+        return self.settings.record_errors == "line"
 
     def load(self, model_dir: Path) -> FittedFeatures:
         features = FittedFeatures.load(model_dir)
         if self.output_label and not features.spec.label:
             raise ValueError(f"{OUTPUT_LABEL}=true but the model was trained without a label")
         # SMKIT_MAX_MISSING_FIELDS / SMKIT_UNKNOWN_FIELDS override the rules the model was trained with
-        rules = features.record_rules.overridden()
+        rules = features.record_rules.overridden(self.settings.record_overrides)
         features.set_record_checks(rules, features.known_fields)
         log.info("record checks: max_missing_fields=%s, unknown_fields=%s", "all but one"
                  if rules.max_missing_fields is None else rules.max_missing_fields, rules.unknown_fields)

@@ -10,7 +10,6 @@ tensor as it is (JSON: a plain nested list, as the toolkit's ``default_output_fn
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from serving_common.arrays import plain_csv_matrix, to_matrix
 from serving_common.content_types import CSV, JSON, JSONLINES, NPY, MediaType
 from serving_common.errors import BadRequest, ModelError
 from serving_common.handler import Handler, RequestContext
-from serving_common.settings import WORKER_INDEX, Settings
+from serving_common.settings import worker_index
 
 from . import model as torch_model
 from .model import ServedModel
@@ -72,9 +71,10 @@ class PyTorchHandler(Handler):
         self._adopted: tuple[Any, ServedModel] | None = None  # a model_fn's module, prepared once
 
     def load(self, model_dir: Path) -> ServedModel:
-        threads = set_threads(Settings.from_env().workers)
-        served = torch_model.load(model_dir, torch_model.worker_device(), threads)
-        log.info("worker %s: the model runs on %s with %d intra-op threads", os.environ.get(WORKER_INDEX, "?"),
+        threads = set_threads(self.settings.workers)
+        index = worker_index()
+        served = torch_model.load(model_dir, torch_model.worker_device(index), threads)
+        log.info("worker %s: the model runs on %s with %d intra-op threads", "?" if index is None else index,
                  served.device, threads)
         if served.input_width is not None:
             self.warm_up(served)
@@ -111,8 +111,9 @@ class PyTorchHandler(Handler):
             if not isinstance(model, torch.nn.Module):
                 raise ModelError(f"model_fn returned {type(model).__name__}: the default prediction needs a "
                                  "torch.nn.Module (or give a predict_fn)")
-            threads = torch_model.threads_per_worker(Settings.from_env().workers)
-            self._adopted = (model, ServedModel.prepare(model, torch_model.worker_device(), threads=threads))
+            threads = torch_model.threads_per_worker(self.settings.workers)
+            self._adopted = (model, ServedModel.prepare(model, torch_model.worker_device(worker_index()),
+                                                        threads=threads))
         return self._adopted[1]
 
     def predict(self, model: Any, data: torch.Tensor, context: RequestContext) -> Any:

@@ -18,8 +18,6 @@ from typing import Any
 
 import torch
 
-from serving_common.settings import WORKER_INDEX
-
 log = logging.getLogger("pytorch_container")
 
 MODEL_FILE = "model.pt"
@@ -41,12 +39,11 @@ def choose_device(cuda_available: bool, gpu_count: int, worker_index: int) -> st
     return "cpu"
 
 
-def worker_device(env: dict[str, str] | None = None) -> torch.device:
-    """This worker's device (``choose_device`` for this machine and worker)."""
-    env = os.environ if env is None else env
+def worker_device(worker_index: int | None) -> torch.device:
+    """The device of worker ``worker_index`` (``settings.worker_index()``; None: not a server's worker, as 0)
+    on this machine (``choose_device``)."""
     cuda = torch.cuda.is_available()
-    return torch.device(choose_device(cuda, torch.cuda.device_count() if cuda else 0,
-                                      int(env.get(WORKER_INDEX) or 0)))
+    return torch.device(choose_device(cuda, torch.cuda.device_count() if cuda else 0, worker_index or 0))
 
 
 #: The intra-op thread count each thread has set (the setting is per thread: see ``use_threads``).

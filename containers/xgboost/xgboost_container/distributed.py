@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import re
 import socket
 import threading
@@ -35,22 +34,8 @@ PROBE_ATTEMPTS = 4
 PROBE_INTERVAL_S = 0.4
 BOOTSTRAP_TIMEOUT_S = 900
 CONNECT_RETRIES = 180
-# A host that dies without its TCP connections being reset (a killed container, a lost instance) would leave
-# the others waiting in a collective operation forever: any operation slower than this fails the job instead.
-# Generous by default, as the first operation waits for every host to have loaded its data.
-COLLECTIVE_TIMEOUT = "SMKIT_COLLECTIVE_TIMEOUT_S"
-DEFAULT_COLLECTIVE_TIMEOUT_S = 1800
-
-
-def collective_timeout_s() -> int:
-    raw = os.environ.get(COLLECTIVE_TIMEOUT, "").strip()
-    try:
-        value = int(raw) if raw else DEFAULT_COLLECTIVE_TIMEOUT_S
-    except ValueError:
-        raise TrainingError(f"{COLLECTIVE_TIMEOUT}={raw!r} is not a whole number of seconds") from None
-    if value < 1:
-        raise TrainingError(f"{COLLECTIVE_TIMEOUT} must be at least 1 second")
-    return value
+# A collective operation slower than SMKIT_COLLECTIVE_TIMEOUT_S (env.settings.collective_timeout_s) fails the
+# job: a host that died without its connections being reset would otherwise hang the others.
 
 
 def _resolve(host: str, deadline: float) -> str:
@@ -163,7 +148,7 @@ def collective_group(env: TrainingEnvironment) -> Iterator[None]:
         # Hosts start at different times: a worker retries (about once a second) until the tracker is up.
         collective.init(dmlc_communicator="rabit", dmlc_tracker_uri=leader_address,
                         dmlc_tracker_port=TRACKER_PORT, dmlc_task_id=env.current_host, dmlc_retry=CONNECT_RETRIES,
-                        dmlc_timeout=collective_timeout_s())
+                        dmlc_timeout=env.settings.collective_timeout_s)
         log.info("joined the collective as rank %d of %d", collective.get_rank(), collective.get_world_size())
         yield
     except XGBoostError as exc:

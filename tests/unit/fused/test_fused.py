@@ -242,7 +242,8 @@ def test_serving_a_fused_stage_imports_no_sklearn_scipy_pandas(fused_dir):
         from serving_common.fused import load_stage
         from serving_common.features.requests import decoded_records, transform
         from serving_common.content_types import parse
-        features = load_stage(Path({str(fused_dir / PREPROCESS_DIR)!r}))
+        from serving_common.settings import Settings
+        features = load_stage(Path({str(fused_dir / PREPROCESS_DIR)!r}), Settings())
         rows = transform(features, decoded_records({LIVE[:3]!r}, parse("application/json")))
         heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("sklearn", "scipy", "joblib", "pandas"))
         print(json.dumps({{"rows": len(rows), "heavy": heavy}}))

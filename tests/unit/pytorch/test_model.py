@@ -29,11 +29,11 @@ def test_device_choice_spreads_workers_over_gpus(cuda, gpus, worker, expected):
     assert choose_device(cuda, gpus, worker) == expected
 
 
-def test_worker_device_reads_the_worker_index_and_is_cpu_without_cuda():
+def test_worker_device_follows_the_worker_index_and_is_cpu_without_cuda():
     expected = choose_device(torch.cuda.is_available(), torch.cuda.device_count(), 3)
-    assert model.worker_device({model.WORKER_INDEX: "3"}) == torch.device(expected)
+    assert model.worker_device(3) == torch.device(expected)
     if not torch.cuda.is_available():
-        assert model.worker_device({}) == torch.device("cpu")
+        assert model.worker_device(None) == torch.device("cpu")
 
 
 @pytest.mark.parametrize(("workers", "cpus", "threads"), [(1, 8, 8), (2, 8, 4), (3, 8, 2), (16, 8, 1), (2, 2, 1)])

@@ -151,6 +151,24 @@ def test_base_from_smkit_opt_ml(opt_ml, monkeypatch):
     assert json.loads((base / "model" / "model.json").read_text()) == {"sum": 0.5, "rounds": 4}
 
 
+def test_a_bad_variable_fails_the_job_in_the_failure_file_before_training(opt_ml, monkeypatch):
+    base = opt_ml(hyperparameters={"rounds": "4"}, channels={"train": {"a.csv": "0.5"}})
+    seen = []
+    monkeypatch.setenv("SMKIT_COLLECTIVE_TIMEOUT_S", "soon")
+    assert run(lambda job: seen.append(job), DECLARED, base=base) == 1
+    assert not seen and model_files(base) == []
+    assert (base / "output" / "failure").read_text() == (
+        "SettingsError: SMKIT_COLLECTIVE_TIMEOUT_S='soon' is not a whole number of seconds\n")
+
+
+def test_the_job_receives_its_variables_parsed(opt_ml, monkeypatch):
+    base = opt_ml(hyperparameters={"rounds": "4"}, channels={"train": {"a.csv": "0.5"}})
+    seen = []
+    monkeypatch.setenv("SMKIT_COLLECTIVE_TIMEOUT_S", "25")
+    assert run(lambda job: seen.append(job.env.settings.collective_timeout_s), DECLARED, base=base) == 0
+    assert seen == [25]
+
+
 def test_failure_reason_texts():
     assert failure_reason(ValueError("bad")) == "ValueError: bad"
     assert failure_reason(FileNotFoundError("no file")) == "FileNotFoundError: no file"

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from serving_common.settings import TrainingSettings
 from serving_common.training.script_environment import ScriptEnvironment, to_cmd_args, to_env_vars
 from serving_common.training.script_runner import build_command, child_environment
 
@@ -119,7 +120,7 @@ def test_environment_and_argv_equal_sagemaker_trainings(case, tmp_path, monkeypa
     _write(base, hyperparameters, resources, channels, code)
     reference = _reference(base, environ, kind)
 
-    ours = ScriptEnvironment.load(base, environ=environ)  # GPUs counted as sagemaker-training does
+    ours = ScriptEnvironment.load(base, TrainingSettings.from_env(environ))  # GPUs counted as sagemaker-training does
     assert ours.env_vars() == reference["env_vars"]
     assert ours.cmd_args() == reference["cmd_args"]
     assert build_command(ours, base / "code") == reference["command"]

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from serving_common.settings import TrainingSettings
 from serving_common.training.harness import run
 from serving_common.training.hyperparameters import Hyperparameter
 from serving_common.training.script_environment import ScriptEnvironment
@@ -87,10 +88,10 @@ def test_a_container_that_claims_sagemaker_program_keeps_it(opt_ml):
 
 
 def test_requested_program_reads_the_hyperparameter_or_the_variable(opt_ml):
-    assert requested_program(_job(opt_ml), environ={}) == "train.py"
+    assert requested_program(_job(opt_ml), TrainingSettings()) == "train.py"
     plain = opt_ml(hyperparameters={"epochs": "1"}, name="plain")
-    assert requested_program(plain, environ={}) is None
-    assert requested_program(plain, environ={"SAGEMAKER_PROGRAM": "x.py"}) == "x.py"
+    assert requested_program(plain, TrainingSettings()) is None
+    assert requested_program(plain, TrainingSettings.from_env({"SAGEMAKER_PROGRAM": "x.py"})) == "x.py"
 
 
 @pytest.mark.parametrize("exit_code", [1, 3])
@@ -157,17 +158,17 @@ def test_torchrun_command_line_on_each_host(opt_ml):
                       resourceconfig={"current_host": host, "hosts": hosts}, name=host)
         (base / "code").mkdir()
         for gpus, per_host in ((0, "1"), (4, "4")):
-            env = ScriptEnvironment.load(base, environ={}, num_gpus=gpus)
+            env = ScriptEnvironment.load(base, TrainingSettings(), num_gpus=gpus)
             assert build_command(env, base / "code") == [
                 "torchrun", "--nnodes", "3", "--nproc_per_node", per_host, "--master_addr", "algo-1",
                 "--master_port", "7777", "--node_rank", str(rank), "ddp.py", "--epochs", "2"]
     single = opt_ml(hyperparameters={"sagemaker_program": '"ddp.py"', "sagemaker_torch_distributed_enabled": "true"},
                     resourceconfig={"current_host": "algo-1", "hosts": ["algo-1"]}, name="single")
     (single / "code").mkdir()
-    assert build_command(ScriptEnvironment.load(single, environ={}, num_gpus=0), single / "code") == [
+    assert build_command(ScriptEnvironment.load(single, TrainingSettings(), num_gpus=0), single / "code") == [
         "torchrun", "--nnodes", "1", "--nproc_per_node", "1", "ddp.py"]
     with pytest.raises(ScriptError, match="Python script"):
-        env = ScriptEnvironment.load(single, environ={"SAGEMAKER_PROGRAM": "run.sh"}, num_gpus=0)
+        env = ScriptEnvironment.load(single, TrainingSettings.from_env({"SAGEMAKER_PROGRAM": "run.sh"}), num_gpus=0)
         build_command(env, single / "code")
 
 
@@ -287,11 +288,11 @@ def test_code_that_cannot_be_fetched_fails_clearly(tmp_path):
 
 def test_pip_uses_the_wheelhouse_or_index_the_user_names(tmp_path):
     requirements = tmp_path / "requirements.txt"
-    assert pip_command(requirements, {"SMKIT_PIP_WHEELHOUSE": "/wheels"})[-3:] == ["--no-index", "--find-links",
-                                                                                    "/wheels"]
-    assert pip_command(requirements, {"SMKIT_PIP_INDEX_URL": "http://mirror/simple"})[-2:] == [
-        "--index-url", "http://mirror/simple"]
-    assert pip_command(requirements, {})[-2:] == ["-r", str(requirements)]
+    wheelhouse = TrainingSettings.from_env({"SMKIT_PIP_WHEELHOUSE": "/wheels"})
+    assert pip_command(requirements, wheelhouse)[-3:] == ["--no-index", "--find-links", "/wheels"]
+    index = TrainingSettings.from_env({"SMKIT_PIP_INDEX_URL": "http://mirror/simple"})
+    assert pip_command(requirements, index)[-2:] == ["--index-url", "http://mirror/simple"]
+    assert pip_command(requirements, TrainingSettings())[-2:] == ["-r", str(requirements)]
 
 
 def test_a_failed_install_fails_the_job_once_and_never_runs_the_script(opt_ml, tmp_path, monkeypatch):

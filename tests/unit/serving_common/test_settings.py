@@ -152,6 +152,13 @@ def test_s3_submit_directory_is_ignored():
     ("SAGEMAKER_SAFE_PORT_RANGE", "0-100", "not a valid port range"),
     ("SAGEMAKER_SAFE_PORT_RANGE", "100-70000", "not a valid port range"),
     ("SAGEMAKER_BATCH_STRATEGY", "EVERYTHING", "MULTI_RECORD or SINGLE_RECORD"),
+    ("SMKIT_OUTPUT_LABEL", "label", "SMKIT_OUTPUT_LABEL='label' is not a boolean (true/false)"),
+    ("SMKIT_RECORD_ERRORS", "skip", "SMKIT_RECORD_ERRORS='skip' is not one of fail, line"),
+    ("SMKIT_MAX_MISSING_FIELDS", "some", "SMKIT_MAX_MISSING_FIELDS='some' is not an integer"),
+    ("SMKIT_UNKNOWN_FIELDS", "loud", "SMKIT_UNKNOWN_FIELDS='loud' is not one of error, warn, ignore"),
+    ("SMKIT_MME_MEMORY_BUDGET_MB", "lots", "SMKIT_MME_MEMORY_BUDGET_MB='lots' is not a number"),
+    ("SMKIT_ACCESS_LOG", "loud", "SMKIT_ACCESS_LOG='loud' is not a boolean"),
+    ("SMKIT_LOG_LEVEL", "chatty", "SMKIT_LOG_LEVEL='CHATTY' is not one of"),
 ])
 def test_invalid_values_name_the_variable(name, value, message):
     with pytest.raises(SettingsError) as caught:
@@ -185,3 +192,67 @@ def test_record_rule_overrides_only_what_the_environment_sets():
                          ({"SMKIT_UNKNOWN_FIELDS": "loud"}, "is not one of error, warn, ignore")):
         with pytest.raises(SettingsError, match=message):
             record_rule_overrides(env)
+
+
+def test_the_preprocess_variables_are_settings():
+    assert (Settings.from_env({}).output_label, Settings.from_env({}).record_errors) == (False, "fail")
+    assert Settings.from_env({}).record_overrides == {}
+    settings = Settings.from_env({"SMKIT_OUTPUT_LABEL": "True", "SMKIT_RECORD_ERRORS": " Line ",
+                                  "SMKIT_MAX_MISSING_FIELDS": "auto", "SMKIT_UNKNOWN_FIELDS": "error"})
+    assert settings.output_label is True
+    assert settings.record_errors == "line"
+    assert settings.record_overrides == {"max_missing_fields": None, "unknown_fields": "error"}
+    assert Settings.from_env({"SMKIT_OUTPUT_LABEL": "0", "SMKIT_RECORD_ERRORS": "fail"}).output_label is False
+
+
+def test_worker_index_is_read_when_asked(monkeypatch):
+    assert s.worker_index({}) is None
+    assert s.worker_index({"SMKIT_WORKER_INDEX": " 3 "}) == 3
+    monkeypatch.setenv("SMKIT_WORKER_INDEX", "1")  # as the model server sets it in each worker
+    assert s.worker_index() == 1
+    for value, message in (("-1", "SMKIT_WORKER_INDEX=-1 must be >= 0"), ("one", "'one' is not an integer")):
+        with pytest.raises(SettingsError, match=message):
+            s.worker_index({"SMKIT_WORKER_INDEX": value})
+
+
+# -- training ---------------------------------------------------------------------------------------------
+
+
+def test_training_defaults_of_an_empty_environment():
+    assert s.TrainingSettings.from_env({}) == s.TrainingSettings(
+        program=None, training_module=None, job_name=None, region="", pip_wheelhouse=None, pip_index_url=None,
+        collective_timeout_s=1800)
+    assert s.training_base_dir({}) == Path("/opt/ml")
+
+
+def test_every_training_variable_is_read(monkeypatch):
+    settings = s.TrainingSettings.from_env({
+        "SAGEMAKER_PROGRAM": "train.py",
+        "SAGEMAKER_TRAINING_MODULE": "sagemaker_pytorch_container.training:main",
+        "TRAINING_JOB_NAME": "job-1",
+        "AWS_REGION": "eu-west-1",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "SMKIT_PIP_WHEELHOUSE": " /wheels ",
+        "SMKIT_PIP_INDEX_URL": "http://mirror/simple",
+        "SMKIT_COLLECTIVE_TIMEOUT_S": "20",
+    })
+    assert settings == s.TrainingSettings(
+        program="train.py", training_module="sagemaker_pytorch_container.training:main", job_name="job-1",
+        region="eu-west-1", pip_wheelhouse="/wheels", pip_index_url="http://mirror/simple", collective_timeout_s=20)
+    assert s.TrainingSettings.from_env({"AWS_DEFAULT_REGION": "us-east-1"}).region == "us-east-1"
+    assert s.training_base_dir({"SMKIT_OPT_ML": "/tmp/job"}) == Path("/tmp/job")
+    monkeypatch.setenv("SMKIT_OPT_ML", "/tmp/elsewhere")
+    monkeypatch.setenv("SMKIT_COLLECTIVE_TIMEOUT_S", "30")
+    assert s.training_base_dir() == Path("/tmp/elsewhere")
+    assert s.TrainingSettings.from_env().collective_timeout_s == 30
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("soon", "SMKIT_COLLECTIVE_TIMEOUT_S='soon' is not a whole number of seconds"),
+    ("1.5", "SMKIT_COLLECTIVE_TIMEOUT_S='1.5' is not a whole number of seconds"),
+    ("0", "SMKIT_COLLECTIVE_TIMEOUT_S must be at least 1 second"),
+])
+def test_a_bad_collective_timeout_is_refused_naming_it(value, message):
+    with pytest.raises(SettingsError) as caught:
+        s.TrainingSettings.from_env({"SMKIT_COLLECTIVE_TIMEOUT_S": value})
+    assert str(caught.value) == message
