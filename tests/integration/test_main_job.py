@@ -72,3 +72,14 @@ def test_the_main_job_trains_both_frameworks_scores_and_compares_them(image_of, 
         assert verdict["sentence"] in result.stdout
     assert numbers["verdict"] == numbers["comparisons"][0]["verdict"]
     assert "data:image/png;base64," in html
+
+    # The score files are enough to redo the report with the command line (model_report/README.md's command).
+    again = subprocess.run(
+        [sys.executable, "-m", "smkit_report", "compare", *(f"{m}={out / 'scores' / f'{stem}.csv'}" for m, stem in
+                                                           FILES.items()),
+         "--pair", LAST_WEEK, THIS_WEEK, "--pair", THIS_WEEK, TORCH, "--labels", str(out / "scores" / "labels.csv"),
+         "--label-column", "default", "--score-column", "score", "--out", str(tmp_path / "again")],
+        capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    redone = json.loads((tmp_path / "again" / "model_comparison.json").read_text())
+    assert redone["comparisons"] == numbers["comparisons"] and redone["metrics"] == numbers["metrics"]
