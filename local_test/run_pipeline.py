@@ -7,7 +7,10 @@
  5. deploy the two-container pipeline (PipelineModel.deploy) and send live JSON orders to its one port;
  6. batch transform the held-out orders through the pipeline (PipelineModel.transformer);
  7. train "this week's" XGBoost model and score the same held-out orders through its pipeline;
- 8. write the comparison report (HTML with plots + JSON) of the two versions.
+ 8. train the PyTorch image in script mode (the example MLP, containers/pytorch/examples/mlp/train.py) on the
+    same features and score the same held-out orders through the pipeline preprocess -> pytorch;
+ 9. write the comparison report (HTML with plots + JSON) of this week's XGBoost vs last week's, and of PyTorch
+    vs this week's XGBoost, with every model's scores per order id (out/scores/, for ``smkit-report``).
 
     .venv/bin/python -m local_test.run_pipeline [--out out/] [--orders 20000]     (./run.sh runs it)
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import csv
 import io
 import json
 import logging
@@ -39,12 +43,21 @@ from sagemaker.model import Model  # noqa: E402
 from sagemaker.pipeline import PipelineModel  # noqa: E402
 
 from local_test import sdk_flows  # noqa: E402
-from local_test.docker_run import PREFIX, VERSION  # noqa: E402
+from local_test.docker_run import PREFIX, ROOT, VERSION  # noqa: E402
 from local_test.pipeline import PipelineSession  # noqa: E402
 from smkit_report import compare, write_report  # noqa: E402
 
 PREPROCESS = f"{PREFIX}preprocess:{VERSION}"
 XGBOOST = f"{PREFIX}xgboost:{VERSION}"
+PYTORCH = f"{PREFIX}pytorch:{VERSION}"
+MLP_SCRIPT = ROOT / "containers" / "pytorch" / "examples" / "mlp" / "train.py"  # the researchers' example
+MLP_HYPERPARAMETERS = {"epochs": "25", "hidden": "64", "learning_rate": "0.003", "batch_size": "256"}
+# One torch thread: batches of 256 rows through a 64-unit MLP are too small to share, and two threads on a busy
+# 2-core machine made an epoch 1-4 s instead of 0.2 s (measured in the image, 12,000 rows).
+MLP_ENVIRONMENT = {"OMP_NUM_THREADS": "1"}
+# The report's model names, and the pairs it compares (old, new); the first pair is the headline.
+LAST_WEEK, THIS_WEEK, TORCH = "XGBoost last week", "XGBoost this week", "PyTorch MLP"
+PAIRS = [(LAST_WEEK, THIS_WEEK), (THIS_WEEK, TORCH)]
 # Two model versions to compare: last week's quick model and this week's tuned one.
 VERSIONS = {
     "last week": {"num_round": "10", "max_depth": "1", "eta": "0.3"},
@@ -97,11 +110,29 @@ def _scores(output_dir: Path) -> np.ndarray:
     return np.array([row[0] for row in sdk_flows.read_csv_rows(sdk_flows.transform_output(output_dir))])
 
 
-def _pipeline(session: PipelineSession, pre_model: str, xgb_model: str) -> PipelineModel:
+def _pipeline(session: PipelineSession, pre_model: str, model: str, image: str = XGBOOST) -> PipelineModel:
     return PipelineModel(
         models=[Model(image_uri=PREPROCESS, model_data=pre_model, sagemaker_session=session),
-                Model(image_uri=XGBOOST, model_data=xgb_model, sagemaker_session=session)],
+                Model(image_uri=image, model_data=model, sagemaker_session=session)],
         sagemaker_session=session)
+
+
+def _slug(name: str) -> str:
+    return name.lower().replace(" ", "_")
+
+
+def _write_scores(out: Path, order_ids: list[str], labels: np.ndarray, scores: dict[str, np.ndarray]) -> Path:
+    """``out/scores/labels.csv`` (order_id,default) and one ``<model>.csv`` (order_id,score) per model: what
+    ``smkit-report compare`` reads to redo or extend the comparison."""
+    folder = out / "scores"
+    folder.mkdir(parents=True, exist_ok=True)
+    columns = {"labels": ("default", labels.astype(int)), **{_slug(name): ("score", s) for name, s in scores.items()}}
+    for stem, (header, values) in columns.items():
+        with open(folder / f"{stem}.csv", "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["order_id", header])
+            writer.writerows(zip(order_ids, (repr(v.item()) for v in values), strict=True))
+    return folder
 
 
 def _score_through_pipeline(session: PipelineSession, pipeline: PipelineModel, data: Path, out: Path) -> np.ndarray:
@@ -121,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    progress = Progress(8)
+    progress = Progress(9)
     work = Path(tempfile.mkdtemp(prefix="smkit-pipeline-"))
     try:
         with PipelineSession(root=work / "sdk") as session:
@@ -183,22 +214,32 @@ def main(argv: list[str] | None = None) -> int:
             session.delete_endpoint("risk-score")
 
             progress.step("batch transform of the held-out orders through the pipeline (last week's model)")
-            scores = {"last week": _score_through_pipeline(session, pipeline, data / "test", work / "scores-v1")}
-            progress.say(f"{len(scores['last week'])} scores, mean {scores['last week'].mean():.3f}")
+            scores = {LAST_WEEK: _score_through_pipeline(session, pipeline, data / "test", work / "scores-v1")}
+            progress.say(f"{len(scores[LAST_WEEK])} scores, mean {scores[LAST_WEEK].mean():.3f}")
 
             progress.step(f"training this week's model {VERSIONS['this week']}, scoring the same held-out orders")
             models["this week"] = _fit_xgboost(session, VERSIONS["this week"], labelled, work)
-            scores["this week"] = _score_through_pipeline(
+            scores[THIS_WEEK] = _score_through_pipeline(
                 session, _pipeline(session, pre_model, models["this week"]), data / "test", work / "scores-v2")
 
-            progress.step("comparing the two versions on the same held-out orders")
-            result = compare(labels, scores, baseline="last week", candidate="this week")
+            progress.step(f"training PyTorch in script mode on the same features ({MLP_SCRIPT.relative_to(ROOT)}, "
+                          f"{MLP_HYPERPARAMETERS}), scoring the same held-out orders through preprocess -> pytorch")
+            models["pytorch"] = _fit_pytorch(session, labelled, work)
+            scores[TORCH] = _score_through_pipeline(
+                session, _pipeline(session, pre_model, models["pytorch"], PYTORCH), data / "test", work / "scores-pt")
+            progress.say(f"{len(scores[TORCH])} scores, mean {scores[TORCH].mean():.3f}")
+
+            progress.step("comparing the models on the same held-out orders: this week vs last week, "
+                          "PyTorch vs XGBoost")
+            result = compare(labels, scores, pairs=PAIRS)
             html, numbers = write_report(
-                result, args.out, title="Default risk: this week's model vs last week's",
-                description=f"{len(labels)} held-out synthetic orders, scored through the local "
-                            "preprocess -> xgboost pipeline")
-            progress.say(result["verdict"]["sentence"])
-            progress.say(f"report: {html}  numbers: {numbers}")
+                result, args.out, title="Default risk: this week's model vs last week's, PyTorch vs XGBoost",
+                description=f"{len(labels)} held-out synthetic orders, each model scored through the local "
+                            "pipeline preprocess -> model")
+            scores_dir = _write_scores(args.out, [order["order_id"] for order in test], labels, scores)
+            for pair in result["comparisons"]:
+                progress.say(pair["verdict"]["sentence"])
+            progress.say(f"report: {html}  numbers: {numbers}  scores per order: {scores_dir}/")
             progress.done()
         print(f"\ndone in {time.monotonic() - progress.started:.0f} s")
         return 0
@@ -222,6 +263,24 @@ def _fit_xgboost(session: PipelineSession, hyperparameters: dict[str, str], labe
                        "xgboost-meta.json").read_text())
     print(f"      {meta['rounds']} rounds on {meta['num_features']} features "
           f"({time.monotonic() - started:.1f} s)", flush=True)
+    return model
+
+
+def _fit_pytorch(session: PipelineSession, labelled: dict[str, Path], work: Path) -> str:
+    """The researchers' script in the PyTorch image (SDK script mode: Estimator(entry_point=..., source_dir=...))."""
+    started = time.monotonic()
+    with quiet():
+        model = sdk_flows.fit(session, PYTORCH, MLP_HYPERPARAMETERS,
+                              {"train": labelled["train"], "validation": labelled["valid"],
+                               "features": work / "features"},
+                              content_types={"train": "text/csv", "validation": "text/csv",
+                                             "features": "application/json"},
+                              entry_point=MLP_SCRIPT.name, source_dir=MLP_SCRIPT.parent, environment=MLP_ENVIRONMENT,
+                              required_files=("model.pt", "pytorch-meta.json"))
+    meta = json.loads((sdk_flows.extract_model(model, work / "pytorch-model") / "pytorch-meta.json").read_text())
+    print(f"      TorchScript model.pt: {meta['input_width']} inputs, torch {meta['torch_version']}, features "
+          f"fingerprint {(meta['features_fingerprint'] or 'none')[:12]} ({time.monotonic() - started:.1f} s)",
+          flush=True)
     return model
 
 

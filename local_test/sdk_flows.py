@@ -101,9 +101,12 @@ def fit(session: OfflineLocalSession, image: str, hyperparameters: Mapping[str, 
         channels: Mapping[str, Path | str], *, instance_count: int = 1,
         content_types: Mapping[str, str] | None = None, output_path: Path | str | None = None,
         required_files: Iterable[str] = (), environment: Mapping[str, str] | None = None,
-        job_name: str | None = None) -> str:
+        job_name: str | None = None, entry_point: str | None = None, source_dir: Path | str | None = None) -> str:
     """``Estimator(image_uri=image, instance_type="local", ...).fit(channels)``; returns the model's
     ``file://.../model.tar.gz``.
+
+    ``entry_point`` (with ``source_dir``, a local folder): script mode, the image runs that script of the
+    folder (local code: the SDK hands the folder over as it is, no upload).
 
     ``channels``: channel name -> folder (a path or file:// URI), mounted at /opt/ml/input/data/<name>;
     ``content_types``: channel name -> ContentType. ``output_path`` (default: a folder of its own under
@@ -121,7 +124,8 @@ def fit(session: OfflineLocalSession, image: str, hyperparameters: Mapping[str, 
     estimator = Estimator(
         image_uri=image, role=ROLE, instance_count=instance_count, instance_type=INSTANCE_TYPE,
         hyperparameters=dict(hyperparameters), output_path=file_uri(output), sagemaker_session=session,
-        environment=dict(environment or {}), disable_profiler=True, debugger_hook_config=False)
+        environment=dict(environment or {}), disable_profiler=True, debugger_hook_config=False,
+        entry_point=entry_point, source_dir=None if source_dir is None else str(source_dir))
     inputs = {name: file_input(file_uri(path), (content_types or {}).get(name)) for name, path in channels.items()}
     try:
         estimator.fit(inputs, job_name=job_name, wait=True, logs="All")

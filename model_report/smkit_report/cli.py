@@ -1,5 +1,8 @@
 """The command line: ``smkit-report compare [NAME=]OLD.csv [NAME=]NEW.csv --labels LABELS.csv --out DIR``.
 
+More score files and ``--pair OLD NEW`` (repeated) compare several pairs in one report, the first the headline:
+``smkit-report compare a=A.csv b=B.csv c=C.csv --pair a b --pair b c --labels L.csv --out DIR``.
+
 Exit codes: 0 written, 2 inputs that cannot be compared (the message says which and why) or bad arguments.
 """
 
@@ -35,9 +38,9 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     command = commands.add_parser(
-        "compare", help="compare two models' scores on the same labelled rows",
-        description="Compare two models' scores on the same labelled rows: a verdict on stdout, "
-                    "model_comparison.html and model_comparison.json in --out.")
+        "compare", help="compare models' scores on the same labelled rows",
+        description="Compare two models' scores (or several pairs of models, --pair) on the same labelled rows: "
+                    "a verdict per pair on stdout, model_comparison.html and model_comparison.json in --out.")
     command.add_argument("score_files", type=_model_file, nargs="*", metavar="[NAME=]SCORES.csv",
                          help="CSV of one model's scores on the same rows, the old model first, then the new one "
                               "(NAME defaults to the file name)")
@@ -47,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     command.add_argument("--out", type=Path, required=True, help="folder for the HTML and JSON")
     command.add_argument("--baseline", help="the old model's NAME (default: the first scores file)")
     command.add_argument("--candidate", help="the new model's NAME (default: the second scores file)")
+    command.add_argument("--pair", nargs=2, action="append", metavar=("OLD", "NEW"),
+                         help="compare model NEW with model OLD (names as above); repeat it for several pairs in "
+                              "one report, the first the headline (instead of --baseline/--candidate)")
     command.add_argument("--label-column", help="column name or index in the labels CSV (when it has several)")
     command.add_argument("--score-column", help="column name or index in the scores CSVs (when they have several)")
     command.add_argument("--title", help="report title (default: 'Model comparison: NEW vs OLD')")
@@ -68,19 +74,20 @@ def _compare(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     names = [name for name, _ in models]
     if len(set(names)) != len(names):
         parser.error(f"model names must differ, got {', '.join(names)}")
-    baseline = args.baseline or names[0]
-    candidate = args.candidate or names[1]
+    if args.pair and (args.baseline or args.candidate):
+        parser.error("give either --pair or --baseline/--candidate")
+    pairs = args.pair or [(args.baseline or names[0], args.candidate or names[1])]
     try:
         labels = read_column(args.labels, args.label_column)
         scores = {name: read_column(path, args.score_column) for name, path in models}
-        result = compare(labels, scores, baseline=baseline, candidate=candidate, thresholds=args.thresholds,
-                         n_bootstrap=args.n_bootstrap, seed=args.seed, target_recall=args.target_recall,
-                         top_k=args.top_k)
+        result = compare(labels, scores, pairs=pairs, thresholds=args.thresholds, n_bootstrap=args.n_bootstrap,
+                         seed=args.seed, target_recall=args.target_recall, top_k=args.top_k)
     except ReportInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    html_path, json_path = write_report(result, args.out, args.title or f"Model comparison: {candidate} vs {baseline}",
-                                        args.description or f"held-out set {args.labels}")
-    print(result["verdict"]["sentence"])
+    title = args.title or "Model comparison: " + "; ".join(f"{new} vs {old}" for old, new in pairs)
+    html_path, json_path = write_report(result, args.out, title, args.description or f"held-out set {args.labels}")
+    for pair in result["comparisons"]:
+        print(pair["verdict"]["sentence"])
     print(f"report: {html_path}\nnumbers: {json_path}")
     return 0

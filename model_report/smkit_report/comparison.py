@@ -1,7 +1,9 @@
 """The numbers of a model comparison: per-model metrics, the paired bootstrap of the differences, the verdict.
 
 The old model is the *baseline*, the new one the *candidate* ("last week" vs "this week", two
-hyperparameter sets, XGBoost vs PyTorch). Both score the same rows; every difference is new - old.
+hyperparameter sets, XGBoost vs PyTorch). Both score the same rows; every difference is new - old. One report
+can hold several such pairs of the same models (``pairs``: this week vs last week, and PyTorch vs this week's
+XGBoost); the first pair is the headline.
 
 What is computed, per model (scikit-learn's metrics throughout): ROC-AUC, PR-AUC (average precision),
 log loss, Brier score, a calibration curve (equal-count bins by default: bins, mean predicted, fraction
@@ -11,7 +13,7 @@ recall; the threshold that flags the top k% of rows), score distribution summari
 ROC/PR curves and score histograms for the plots.
 
 The differences in ROC-AUC, PR-AUC, log loss and Brier score get a paired, stratified bootstrap: the same
-resampled rows score both models (rows are resampled within each class, so every resample keeps the
+resampled rows score every compared model (rows are resampled within each class, so every resample keeps the
 class counts and its AUC is defined), ``n_bootstrap`` resamples from a fixed seed, percentile confidence
 interval. A metric is clearly better/worse when its interval excludes zero. The verdict is "better" when at
 least one of ROC-AUC, PR-AUC and log loss is clearly better and none clearly worse, "worse" the other way
@@ -41,7 +43,7 @@ from sklearn.metrics import (
     roc_curve,
 )
 
-SCHEMA = "local_test.report/model-comparison/1"
+SCHEMA = "local_test.report/model-comparison/2"
 DEFAULT_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 BOOTSTRAPPED = ("roc_auc", "pr_auc", "log_loss", "brier")
 VERDICT_METRICS = ("roc_auc", "pr_auc", "log_loss")
@@ -399,36 +401,35 @@ def _verdict(comparison: Mapping[str, Any], baseline: str, candidate: str, confi
 # ------------------------------------------------------------------------------------------------- compare
 
 
-def compare(labels: Any, scores_by_model: Mapping[str, Any], *, baseline: str, candidate: str,
-            thresholds: Iterable[float] = DEFAULT_THRESHOLDS, n_bootstrap: int = 1000, seed: int = 0,
-            confidence: float = 0.95, target_recall: float = 0.8, top_k: float = 0.05,
-            calibration_bins: int = 10, calibration_strategy: str = "quantile") -> dict[str, Any]:
-    """Every number of the report, as a JSON-ready dict (plain floats, ints, strings and lists).
+def _check_pairs(models: Sequence[str], baseline: str | None, candidate: str | None,
+                 pairs: Iterable[Sequence[str]] | None) -> list[tuple[str, str]]:
+    if pairs is None:
+        if baseline is None or candidate is None:
+            raise ReportInputError("name the models to compare: baseline and candidate, or pairs")
+        pairs = [(baseline, candidate)]
+    elif baseline is not None or candidate is not None:
+        raise ReportInputError("give either baseline and candidate or pairs, not both")
+    checked: list[tuple[str, str]] = []
+    for pair in pairs:
+        if isinstance(pair, str) or len(pair) != 2:
+            raise ReportInputError(f"every pair must be (baseline, candidate), got {pair!r}")
+        for role, name in zip(("baseline", "candidate"), pair, strict=True):
+            if name not in models:
+                raise ReportInputError(f"{role} {name!r} is not one of the models: {', '.join(map(repr, models))}")
+        if pair[0] == pair[1]:
+            raise ReportInputError(f"baseline and candidate must be two different models, both are {pair[0]!r}")
+        if tuple(pair) in checked:
+            raise ReportInputError(f"the pair {tuple(pair)!r} is given twice")
+        checked.append((pair[0], pair[1]))
+    if not checked:
+        raise ReportInputError("pairs must name at least one (baseline, candidate) pair")
+    return checked
 
-    ``labels``: 0/1 per held-out row. ``scores_by_model``: name -> probability of class 1 per row, same rows
-    in the same order; ``baseline`` (old) and ``candidate`` (new) name two of them (more are measured and
-    plotted, but not compared). A row is flagged positive when its score >= threshold. Raises
-    ReportInputError on inputs that cannot be compared.
-    """
-    if not isinstance(scores_by_model, Mapping) or len(scores_by_model) < 2:
-        raise ReportInputError("scores_by_model must map at least two model names to their scores")
-    for name in scores_by_model:
-        if not isinstance(name, str) or not name.strip():
-            raise ReportInputError(f"model names must be non-empty strings, got {name!r}")
-    for role, name in (("baseline", baseline), ("candidate", candidate)):
-        if name not in scores_by_model:
-            raise ReportInputError(f"{role} {name!r} is not one of the models: {', '.join(map(repr, scores_by_model))}")
-    if baseline == candidate:
-        raise ReportInputError(f"baseline and candidate must be two different models, both are {baseline!r}")
-    thresholds = _check_settings(thresholds, n_bootstrap, confidence, target_recall, top_k, calibration_bins,
-                                 calibration_strategy)
-    y = _check_labels(labels)
-    scores = {name: _check_scores(name, values, y.size) for name, values in scores_by_model.items()}
-    models = [baseline, candidate, *(name for name in scores if name not in (baseline, candidate))]
 
-    metrics = {name: _model_metrics(y, scores[name], thresholds, target_recall, top_k, calibration_bins,
-                                    calibration_strategy) for name in models}
-    old, new = _bootstrap(y, [scores[baseline], scores[candidate]], n_bootstrap, seed)
+def _pair(metrics: Mapping[str, Mapping[str, Any]], replicates: Mapping[str, Mapping[str, np.ndarray]],
+          baseline: str, candidate: str, confidence: float) -> dict[str, Any]:
+    """One comparison: the differences candidate - baseline with their bootstrap intervals, and the verdict."""
+    old, new = replicates[baseline], replicates[candidate]
     comparison = {}
     for m in BOOTSTRAPPED:
         deltas = new[m] - old[m]
@@ -441,12 +442,52 @@ def compare(labels: Any, scores_by_model: Mapping[str, Any], *, baseline: str, c
             "higher_is_better": HIGHER_IS_BETTER[m], "candidate_better_share": better_share,
             "status": _status(m, delta_ci),
         }
+    return {"baseline": baseline, "candidate": candidate, "comparison": comparison,
+            "verdict": _verdict(comparison, baseline, candidate, confidence)}
+
+
+def compare(labels: Any, scores_by_model: Mapping[str, Any], *, baseline: str | None = None,
+            candidate: str | None = None, pairs: Iterable[Sequence[str]] | None = None,
+            thresholds: Iterable[float] = DEFAULT_THRESHOLDS, n_bootstrap: int = 1000, seed: int = 0,
+            confidence: float = 0.95, target_recall: float = 0.8, top_k: float = 0.05,
+            calibration_bins: int = 10, calibration_strategy: str = "quantile") -> dict[str, Any]:
+    """Every number of the report, as a JSON-ready dict (plain floats, ints, strings and lists).
+
+    ``labels``: 0/1 per held-out row. ``scores_by_model``: name -> probability of class 1 per row, same rows
+    in the same order. What is compared: ``baseline`` (old) against ``candidate`` (new), or instead ``pairs``,
+    several (baseline, candidate) pairs of those names, the first one the headline. Models in no pair are
+    measured and plotted, but not compared. A row is flagged positive when its score >= threshold. Raises
+    ReportInputError on inputs that cannot be compared.
+
+    The result holds every pair under ``comparisons`` (a list of ``baseline``, ``candidate``, ``comparison``,
+    ``verdict``) and the headline's four keys at the top level too. All pairs share one bootstrap (the same
+    resampled rows for every model), so a pair's numbers do not depend on which other pairs are asked for.
+    """
+    if not isinstance(scores_by_model, Mapping) or len(scores_by_model) < 2:
+        raise ReportInputError("scores_by_model must map at least two model names to their scores")
+    for name in scores_by_model:
+        if not isinstance(name, str) or not name.strip():
+            raise ReportInputError(f"model names must be non-empty strings, got {name!r}")
+    pairs = _check_pairs(list(scores_by_model), baseline, candidate, pairs)
+    thresholds = _check_settings(thresholds, n_bootstrap, confidence, target_recall, top_k, calibration_bins,
+                                 calibration_strategy)
+    y = _check_labels(labels)
+    scores = {name: _check_scores(name, values, y.size) for name, values in scores_by_model.items()}
+    compared = list(dict.fromkeys(name for pair in pairs for name in pair))  # in order of first mention
+    models = [*compared, *(name for name in scores if name not in compared)]
+
+    metrics = {name: _model_metrics(y, scores[name], thresholds, target_recall, top_k, calibration_bins,
+                                    calibration_strategy) for name in models}
+    replicates = dict(zip(compared, _bootstrap(y, [scores[name] for name in compared], n_bootstrap, seed),
+                          strict=True))
+    comparisons = [_pair(metrics, replicates, old, new, confidence) for old, new in pairs]
+    headline = comparisons[0]
     n_pos = int(y.sum())
     score_range = _score_range(scores.values())
     return {
         "schema": SCHEMA,
-        "baseline": baseline,
-        "candidate": candidate,
+        "baseline": headline["baseline"],
+        "candidate": headline["candidate"],
         "models": models,
         "data": {"rows": int(y.size), "positives": n_pos, "negatives": int(y.size - n_pos),
                  "prevalence": n_pos / y.size},
@@ -455,11 +496,12 @@ def compare(labels: Any, scores_by_model: Mapping[str, Any], *, baseline: str, c
             "thresholds": thresholds, "target_recall": target_recall, "top_k_fraction": top_k,
             "calibration": {"n_bins": calibration_bins, "strategy": calibration_strategy},
             "bootstrap": {"resamples": n_bootstrap, "seed": seed, "confidence": confidence,
-                          "method": "paired stratified bootstrap (the same resampled rows for both models, "
-                                    "resampled within each class), percentile interval of new - old"},
+                          "method": "paired stratified bootstrap (the same resampled rows for every compared "
+                                    "model, resampled within each class), percentile interval of new - old"},
         },
         "metrics": metrics,
-        "comparison": comparison,
-        "verdict": _verdict(comparison, baseline, candidate, confidence),
+        "comparison": headline["comparison"],
+        "verdict": headline["verdict"],
+        "comparisons": comparisons,
         "curves": {name: _curves(y, scores[name], score_range) for name in models},
     }

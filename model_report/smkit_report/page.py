@@ -52,19 +52,27 @@ def _f(value: float, decimals: int = 3) -> str:
     return f"{value:.{decimals}f}"
 
 
-def _model_header(result: Mapping[str, Any], colours: Mapping[str, str], name: str, colspan: int = 1) -> str:
-    role = " (old)" if name == result["baseline"] else " (new)" if name == result["candidate"] else ""
+def _model_header(pair: Mapping[str, Any] | None, colours: Mapping[str, str], name: str, colspan: int = 1) -> str:
+    """A model's column head; ``pair``: the comparison whose old and new it names (none: no roles)."""
+    roles = {} if pair is None else {pair["baseline"]: " (old)", pair["candidate"]: " (new)"}
+    role = roles.get(name, "")
     span = f' colspan="{colspan}"' if colspan > 1 else ""
     return (f'<th{span}><span class="swatch" style="background:{colours[name]}"></span>'
             f"{html.escape(name)}{role}</th>")
 
 
-def _headline_table(result: Mapping[str, Any], colours: Mapping[str, str]) -> str:
-    base, cand = result["baseline"], result["candidate"]
+def _only_pair(result: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The comparison when the report holds one (model tables then mark old and new), else None."""
+    comparisons = result["comparisons"]
+    return comparisons[0] if len(comparisons) == 1 else None
+
+
+def _headline_table(result: Mapping[str, Any], colours: Mapping[str, str], pair: Mapping[str, Any]) -> str:
+    base, cand = pair["baseline"], pair["candidate"]
     confidence = result["settings"]["bootstrap"]["confidence"]
     rows = []
     for m in BOOTSTRAPPED:
-        entry = result["comparison"][m]
+        entry = pair["comparison"][m]
         low, high = entry["delta_ci"]
         d = decimals(entry["delta"], low, high)
         mark = {"better": "\u2714 better", "worse": "\u2718 worse", "unclear": "no clear difference"}[entry["status"]]
@@ -84,7 +92,7 @@ def _headline_table(result: Mapping[str, Any], colours: Mapping[str, str]) -> st
         rows.append(f'<tr><td class="metric">{label}</td><td>{_f(a, 4)}</td><td>{_f(b, 4)}</td>'
                     f"<td>{signed(b - a, 3)}</td><td>\u2014</td><td></td></tr>")
     return ('<table class="headline"><tr><th class="metric">metric</th>'
-            f"{_model_header(result, colours, base)}{_model_header(result, colours, cand)}"
+            f"{_model_header(pair, colours, base)}{_model_header(pair, colours, cand)}"
             f"<th>\u0394 new \u2212 old</th><th>{confidence:.0%} CI of \u0394</th><th></th></tr>"
             + "".join(rows) + "</table>")
 
@@ -92,7 +100,7 @@ def _headline_table(result: Mapping[str, Any], colours: Mapping[str, str]) -> st
 def _threshold_table(result: Mapping[str, Any], colours: Mapping[str, str]) -> str:
     models = result["models"]
     head = ('<tr><th class="metric" rowspan="2">threshold</th>'
-            + "".join(_model_header(result, colours, name, 4) for name in models) + "</tr><tr>"
+            + "".join(_model_header(_only_pair(result), colours, name, 4) for name in models) + "</tr><tr>"
             + "<th>precision</th><th>recall</th><th>F1</th><th>flagged</th>" * len(models) + "</tr>")
 
     def cells(point: Mapping[str, Any]) -> str:
@@ -128,13 +136,37 @@ def _summary_table(result: Mapping[str, Any], colours: Mapping[str, str]) -> str
     return f"<table>{head}{''.join(rows)}</table>"
 
 
+def _verdict_box(verdict: Mapping[str, Any]) -> str:
+    css_class = {"better": "better", "worse": "worse"}.get(verdict["label"], "none")
+    return (f'<div class="verdict {css_class}"><span class="tag">verdict: {html.escape(verdict["label"])}</span>\n'
+            f'{html.escape(verdict["sentence"])}</div>')
+
+
+def _comparisons(result: Mapping[str, Any], colours: Mapping[str, str]) -> str:
+    """Each pair's verdict and table; with several pairs, each under its own heading."""
+    pairs = result["comparisons"]
+    parts = []
+    for pair in pairs:
+        if len(pairs) > 1:
+            parts.append(f'<h2>{html.escape(pair["candidate"])} vs {html.escape(pair["baseline"])}</h2>')
+        parts.append(_verdict_box(pair["verdict"]) + "\n" + _headline_table(result, colours, pair))
+    return "\n".join(parts)
+
+
+def _compared(result: Mapping[str, Any]) -> str:
+    """``old: <b>A</b>, new: <b>B</b>``, or with several pairs ``compared: <b>B</b> vs <b>A</b>; ...``."""
+    pairs = result["comparisons"]
+    if len(pairs) == 1:
+        return f"old: <b>{html.escape(pairs[0]['baseline'])}</b>, new:\n<b>{html.escape(pairs[0]['candidate'])}</b>"
+    return "compared: " + "; ".join(f"<b>{html.escape(p['candidate'])}</b> vs <b>{html.escape(p['baseline'])}</b>"
+                                    for p in pairs)
+
+
 def render_html(result: Mapping[str, Any], title: str, description: str) -> str:
     """The self-contained HTML page of a ``compare`` result (plots inline as base64 PNG)."""
     colours = model_colours(result)
-    verdict = result["verdict"]
     data = result["data"]
     boot = result["settings"]["bootstrap"]
-    css_class = {"better": "better", "worse": "worse"}.get(verdict["label"], "none")
     plots = [
         (plot_roc(result, colours), "ROC curves", "Higher and further left is better; the inset zooms into "
                                                    "the low false-positive corner."),
@@ -157,13 +189,10 @@ def render_html(result: Mapping[str, Any], title: str, description: str) -> str:
 <body><main>
 <h1>{html.escape(title)}</h1>
 <p class="sub">{html.escape(description)} &middot; {data['rows']:,} rows, {data['positives']:,} positives
-({data['prevalence']:.1%}) &middot; old: <b>{html.escape(result['baseline'])}</b>, new:
-<b>{html.escape(result['candidate'])}</b></p>
-<div class="verdict {css_class}"><span class="tag">verdict: {html.escape(verdict['label'])}</span>
-{html.escape(verdict['sentence'])}</div>
-{_headline_table(result, colours)}
+({data['prevalence']:.1%}) &middot; {_compared(result)}</p>
+{_comparisons(result, colours)}
 <p class="note">\u0394 and its {boot['confidence']:.0%} confidence interval: {boot['resamples']:,} paired bootstrap
-resamples of the held-out rows (seed {boot['seed']}), the same rows scoring both models. A metric is clearly
+resamples of the held-out rows (seed {boot['seed']}), the same rows scoring every model. A metric is clearly
 better or worse when its interval excludes zero.</p>
 <h2>Curves</h2>
 <div class="grid">{figures}</div>

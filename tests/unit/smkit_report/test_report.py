@@ -158,6 +158,75 @@ def test_more_than_two_models_are_measured_baseline_first():
     assert result["metrics"]["c"]["roc_auc"] == roc_auc_score(y, c)
 
 
+# ------------------------------------------------------------------------------------------ several pairs
+
+
+@pytest.fixture(scope="module")
+def three():
+    y, (a, b, c) = binormal(1500, (1.0, 1.6, 1.2), seed=12)
+    return y, {"last week": a, "this week": b, "pytorch": c}
+
+
+@pytest.fixture(scope="module")
+def two_pairs(three):
+    y, scores = three
+    return compare(y, scores, pairs=[("last week", "this week"), ("this week", "pytorch")], n_bootstrap=300)
+
+
+def test_one_report_compares_several_pairs_on_one_bootstrap(three, two_pairs):
+    """Each pair's numbers are those of the pair compared on its own: the pairs share the resampled rows."""
+    y, scores = three
+    assert two_pairs["models"] == ["last week", "this week", "pytorch"]
+    assert [(p["baseline"], p["candidate"]) for p in two_pairs["comparisons"]] == [
+        ("last week", "this week"), ("this week", "pytorch")]
+    for pair in two_pairs["comparisons"]:
+        old, new = pair["baseline"], pair["candidate"]
+        alone = compare(y, {old: scores[old], new: scores[new]}, baseline=old, candidate=new, n_bootstrap=300)
+        assert pair == alone["comparisons"][0]
+        assert pair["comparison"]["roc_auc"]["delta"] == pytest.approx(
+            roc_auc_score(y, scores[new]) - roc_auc_score(y, scores[old]), abs=1e-15)
+    headline = two_pairs["comparisons"][0]
+    assert (two_pairs["baseline"], two_pairs["candidate"]) == ("last week", "this week")
+    assert two_pairs["comparison"] == headline["comparison"] and two_pairs["verdict"] == headline["verdict"]
+    assert two_pairs["verdict"]["label"] == "better"  # separation 1.6 vs 1.0
+    assert two_pairs["comparisons"][1]["verdict"]["label"] == "worse"  # 1.2 vs 1.6
+    assert two_pairs["comparisons"][1]["verdict"]["sentence"].startswith(
+        "\u201cpytorch\u201d is worse than \u201cthis week\u201d")
+
+
+def test_a_model_in_no_pair_is_measured_not_compared(three):
+    y, scores = three
+    result = compare(y, scores, pairs=[("this week", "pytorch")], n_bootstrap=20)
+    assert result["models"] == ["this week", "pytorch", "last week"]
+    assert len(result["comparisons"]) == 1 and "last week" in result["metrics"]
+
+
+def test_the_page_shows_every_pair(two_pairs, tmp_path):
+    html_path, _ = write_report(two_pairs, tmp_path, "Week 12", "held-out orders")
+    page = html_path.read_text(encoding="utf-8")
+    for pair in two_pairs["comparisons"]:
+        assert html.escape(pair["verdict"]["sentence"]) in page
+        assert f"<h2>{pair['candidate']} vs {pair['baseline']}</h2>" in page
+    assert page.count('<table class="headline">') == 2
+    assert "compared: <b>this week</b> vs <b>last week</b>; <b>pytorch</b> vs <b>this week</b>" in page
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"pairs": [("a", "b")], "baseline": "a"}, r"either baseline and candidate or pairs"),
+    ({}, r"name the models to compare"),
+    ({"pairs": []}, r"at least one \(baseline, candidate\) pair"),
+    ({"pairs": [("a", "b", "c")]}, r"every pair must be \(baseline, candidate\)"),
+    ({"pairs": ["ab"]}, r"every pair must be \(baseline, candidate\)"),
+    ({"pairs": [("a", "b"), ("b", "x")]}, r"candidate 'x' is not one of the models: 'a', 'b', 'c'"),
+    ({"pairs": [("a", "b"), ("c", "c")]}, r"two different models, both are 'c'"),
+    ({"pairs": [("a", "b"), ("a", "b")]}, r"the pair \('a', 'b'\) is given twice"),
+])
+def test_pair_errors(good, kwargs, message):
+    y, old, new = good
+    with pytest.raises(ReportInputError, match=message):
+        compare(y, {"a": old, "b": new, "c": old}, n_bootstrap=10, **kwargs)
+
+
 # ------------------------------------------------------------------------------------------------ bootstrap
 
 
@@ -379,6 +448,30 @@ def test_cli_writes_both_files(tmp_path, capsys):
     assert result["settings"]["thresholds"] == [0.25, 0.5]
     page = (tmp_path / "out" / "model_comparison.html").read_text(encoding="utf-8")
     assert "Model comparison: v2 vs v1" in page and "400 test orders" in page
+
+
+def test_cli_compares_several_pairs(tmp_path, capsys):
+    y, (a, b, c) = binormal(400, (0.8, 1.5, 1.2), seed=9)
+    labels = write_lines(tmp_path / "labels.csv", [str(v) for v in y])
+    files = [write_lines(tmp_path / f"{name}.csv", [str(float(v)) for v in s])
+             for name, s in (("v1", a), ("v2", b), ("torch", c))]
+    code = main(["compare", *map(str, files), "--pair", "v1", "v2", "--pair", "v2", "torch",
+                 "--labels", str(labels), "--out", str(tmp_path / "out"), "--n-bootstrap", "100"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    result = json.loads((tmp_path / "out" / "model_comparison.json").read_text(encoding="utf-8"))
+    assert [(p["baseline"], p["candidate"]) for p in result["comparisons"]] == [("v1", "v2"), ("v2", "torch")]
+    assert all(p["verdict"]["sentence"] in printed for p in result["comparisons"])
+    page = (tmp_path / "out" / "model_comparison.html").read_text(encoding="utf-8")
+    assert "Model comparison: v2 vs v1; torch vs v2" in page
+
+
+def test_cli_pair_or_baseline_not_both(tmp_path, capsys):
+    write_lines(tmp_path / "s.csv", ["0.1", "0.9"])
+    with pytest.raises(SystemExit):
+        main(["compare", f"a={tmp_path / 's.csv'}", f"b={tmp_path / 's.csv'}", "--pair", "a", "b",
+              "--baseline", "a", "--labels", str(tmp_path / "s.csv"), "--out", str(tmp_path / "out")])
+    assert "either --pair or --baseline/--candidate" in capsys.readouterr().err
 
 
 def test_cli_reports_bad_inputs(tmp_path, capsys):
