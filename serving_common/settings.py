@@ -45,6 +45,13 @@ UNKNOWN_FIELDS = "SMKIT_UNKNOWN_FIELDS"
 UNKNOWN_FIELD_POLICIES = ("error", "warn", "ignore")
 # Multi-model endpoints: the only folder models are loaded from (SageMaker's /opt/ml/models).
 MODELS_ROOT = "SMKIT_MODELS_ROOT"
+# Models that read records (preprocess, fused): write the label as the first column (batch transform for
+# training data; a fused model, which answers scores, refuses it) ...
+OUTPUT_LABEL = "SMKIT_OUTPUT_LABEL"
+# ... and what a bad record does to a request of several: "fail" it (a 400 naming the record) or, "line",
+# answer an error object on that record's line, keeping output lines aligned with input lines.
+RECORD_ERRORS = "SMKIT_RECORD_ERRORS"
+RECORD_ERROR_MODES = ("fail", "line")
 
 DEFAULT_PORT = 8080
 DEFAULT_TIMEOUT_S = 60
@@ -132,6 +139,13 @@ def _batch_strategy(env: Mapping[str, str]) -> str | None:
     return strategy
 
 
+def _record_errors(env: Mapping[str, str]) -> str:
+    mode = env.get(RECORD_ERRORS, "").strip().lower() or "fail"
+    if mode not in RECORD_ERROR_MODES:
+        raise SettingsError(f"{RECORD_ERRORS}={mode!r} is not one of {', '.join(RECORD_ERROR_MODES)}")
+    return mode
+
+
 def _log_level(env: Mapping[str, str]) -> str:
     level = (env.get(LOG_LEVEL, "").strip() or "INFO").upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
@@ -180,6 +194,8 @@ class Settings:
     access_log: bool = False
     inline_predictions: bool = True
     mme_memory_budget_mb: float | None = None  # None: derived from the memory limit at start
+    output_label: bool = False
+    record_errors: str = "fail"  # one of RECORD_ERROR_MODES
 
     @property
     def max_payload_bytes(self) -> int:
@@ -211,6 +227,8 @@ class Settings:
             access_log=_bool(env, ACCESS_LOG, default=False),
             inline_predictions=_bool(env, INLINE_PREDICTIONS, default=True),
             mme_memory_budget_mb=_float(env, MME_MEMORY_BUDGET_MB, 0.0) or None,
+            output_label=_bool(env, OUTPUT_LABEL),
+            record_errors=_record_errors(env),
         )
 
 
