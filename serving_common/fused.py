@@ -54,6 +54,14 @@ class LinePredictions:
     prediction: Any  # None when every record failed
 
 
+def import_runtime() -> None:
+    """Import what serving a fused model needs (the transform's fast path, the request reader, the pair
+    check): a multi-model server does it once, before its workers fork, so that no model's first load
+    pays for it (measured: bench/fused.py, load time per model)."""
+    from . import pipeline_check  # noqa: F401
+    from .features import features, requests  # noqa: F401
+
+
 def is_fused(model_dir: Path) -> bool:
     return (Path(model_dir) / PREPROCESS_DIR / "features.json").is_file()
 
