@@ -102,6 +102,7 @@ def test_its_image_serves_a_fused_model_as_the_chained_pipeline(image, docker, i
                 {"train": {"ContentType": "text/csv"}, "features": {"ContentType": "application/json"}})
     (job.channel_dir("train") / "features.csv").write_text(labelled + "\n")
     (job.channel_dir("features") / "features.json").write_bytes((preprocess / "features.json").read_bytes())
+    image = f"{image}:{(ROOT / 'VERSION').read_text().strip()}"  # as build.sh tags it
     trained = train(docker, image, job)
     assert trained.exit_code == 0, trained.logs
     fused = _run([sys.executable, "-m", "serving_common.fuse", str(preprocess), str(job.model_dir), "-o",
