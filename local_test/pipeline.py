@@ -77,8 +77,12 @@ from local_test.sagemaker_local import (
     SDK_DEFAULTS_CONFIG,
     LocalSagemakerClient,
     OfflineLocalSession,
+    OfflineRuntimeClient,
     OfflineSagemakerClient,
 )
+
+# isort: split
+from local_test.multi_model import MULTI_MODEL_MODE, LocalMultiModel, MultiModelEndpoint
 from serving_common.pipeline_check import (  # noqa: F401  (PipelineMismatchError: raised from here too)
     META_PATTERN,
     ModelFiles,
@@ -578,12 +582,16 @@ class PipelineTransformJob:
 
 
 class PipelineSagemakerClient(OfflineSagemakerClient):
-    """The offline local client, plus multi-container (pipeline) models; single containers go on as before."""
+    """The offline local client, plus multi-container (pipeline) models and multi-model endpoints
+    (``local_test.multi_model``); single containers go on as before."""
 
     def create_model(self, ModelName: str, PrimaryContainer: Mapping[str, Any] | None = None,
                      *args: Any, Containers: Sequence[Mapping[str, Any]] | None = None, **kwargs: Any) -> None:
         if PrimaryContainer is None and Containers and len(Containers) == 1:
             PrimaryContainer = Containers[0]
+        if PrimaryContainer is not None and PrimaryContainer.get("Mode") == MULTI_MODEL_MODE:
+            LocalSagemakerClient._models[ModelName] = LocalMultiModel(ModelName, PrimaryContainer)
+            return
         if PrimaryContainer is not None:
             super().create_model(ModelName, PrimaryContainer, *args, **kwargs)
             return
@@ -601,17 +609,22 @@ class PipelineSagemakerClient(OfflineSagemakerClient):
 
     def create_endpoint(self, EndpointName: str, EndpointConfigName: str, Tags: Any = None) -> None:
         config = self.describe_endpoint_config(EndpointConfigName)
-        model = self._pipeline_model(config["ProductionVariants"][0]["ModelName"])
-        if model is None:
+        model_name = config["ProductionVariants"][0]["ModelName"]
+        model = self._pipeline_model(model_name)
+        multi = LocalSagemakerClient._models.get(model_name)
+        if model is None and not isinstance(multi, LocalMultiModel):
             super().create_endpoint(EndpointName, EndpointConfigName, Tags)
             return
         session = self.sagemaker_session
         existing = LocalSagemakerClient._endpoints.get(EndpointName)
-        if isinstance(existing, PipelineEndpoint) and existing.deployment is not None:
+        if (isinstance(existing, PipelineEndpoint) and existing.deployment is not None) or (
+                isinstance(existing, MultiModelEndpoint) and existing.server is not None):
             raise ClientError({"Error": {"Code": "ValidationException",
                                          "Message": f"Cannot create already existing endpoint {EndpointName}"}},
                               "CreateEndpoint")
-        endpoint = PipelineEndpoint(EndpointName, config, model, session, Tags)
+        endpoint: PipelineEndpoint | MultiModelEndpoint = (
+            PipelineEndpoint(EndpointName, config, model, session, Tags) if model is not None
+            else MultiModelEndpoint(EndpointName, config, multi, session, Tags))
         LocalSagemakerClient._endpoints[EndpointName] = endpoint
         session.endpoint_names.add(EndpointName)  # the session's cleanup deletes it
         try:
@@ -620,11 +633,14 @@ class PipelineSagemakerClient(OfflineSagemakerClient):
             LocalSagemakerClient._endpoints.pop(EndpointName, None)
             session.endpoint_names.discard(EndpointName)
             raise
-        session.endpoint_ports[EndpointName] = endpoint.deployment.host_port  # invoke_endpoint routes by name
+        # invoke_endpoint routes by name
+        session.endpoint_ports[EndpointName] = int(endpoint.url.rsplit(":", 1)[1])
 
     def create_transform_job(self, TransformJobName: str, ModelName: str, TransformInput: Mapping[str, Any],
                              TransformOutput: Mapping[str, Any], TransformResources: Mapping[str, Any],
                              **kwargs: Any) -> None:
+        if isinstance(LocalSagemakerClient._models.get(ModelName), LocalMultiModel):
+            raise NotImplementedError(f"model {ModelName}: batch transform of a multi-model (Mode MultiModel) model")
         model = self._pipeline_model(ModelName)
         if model is None:
             super().create_transform_job(TransformJobName, ModelName, TransformInput, TransformOutput,
@@ -633,6 +649,20 @@ class PipelineSagemakerClient(OfflineSagemakerClient):
         job = PipelineTransformJob(TransformJobName, ModelName, model, self.sagemaker_session)
         LocalSagemakerClient._transform_jobs[TransformJobName] = job
         job.start(TransformInput, TransformOutput, TransformResources, **kwargs)
+
+
+class PipelineRuntimeClient(OfflineRuntimeClient):
+    """The offline runtime client; a request to a multi-model endpoint first loads its target model there."""
+
+    def invoke_endpoint(self, Body: Any, EndpointName: str, ContentType: str | None = None,
+                        Accept: str | None = None, CustomAttributes: str | None = None,
+                        TargetModel: str | None = None, TargetVariant: str | None = None,
+                        InferenceId: str | None = None) -> dict[str, Any]:
+        endpoint = LocalSagemakerClient._endpoints.get(EndpointName)
+        if isinstance(endpoint, MultiModelEndpoint):
+            endpoint.ensure_loaded(TargetModel)
+        return super().invoke_endpoint(Body, EndpointName, ContentType, Accept, CustomAttributes, TargetModel,
+                                       TargetVariant, InferenceId)
 
 
 class PipelineSession(OfflineLocalSession):
@@ -654,7 +684,7 @@ class PipelineSession(OfflineLocalSession):
         self.serving_host = serving_host
         self.startup_timeout = startup_timeout
         self.front_environment = dict(front_environment or {})
-        self._running: set[PipelineEndpoint] = set()
+        self._running: set[PipelineEndpoint | MultiModelEndpoint] = set()
         self._lock = threading.Lock()
         super().__init__(root, container_config)
         # PipelineModel insists on an execution role: a dummy ARN when none is given (nothing looks it up).
@@ -667,6 +697,8 @@ class PipelineSession(OfflineLocalSession):
                     **kwargs: Any) -> None:
         super()._initialize(boto_session, sagemaker_client, sagemaker_runtime_client, **kwargs)
         self.sagemaker_client = PipelineSagemakerClient(self)
+        self.sagemaker_runtime_client = PipelineRuntimeClient(None, self.endpoint_ports)
+        self.config = self.config  # hands the config to the new runtime client too
 
     @property
     def docker(self) -> docker_sdk.DockerClient:
@@ -676,7 +708,8 @@ class PipelineSession(OfflineLocalSession):
 
     def endpoint_url(self, endpoint_name: str) -> str:
         endpoint = LocalSagemakerClient._endpoints.get(endpoint_name)
-        if isinstance(endpoint, PipelineEndpoint) and endpoint.deployment is not None:
+        if (isinstance(endpoint, PipelineEndpoint) and endpoint.deployment is not None) or (
+                isinstance(endpoint, MultiModelEndpoint) and endpoint.server is not None):
             return endpoint.url
         return super().endpoint_url(endpoint_name)
 
@@ -687,11 +720,11 @@ class PipelineSession(OfflineLocalSession):
             raise KeyError(f"no running pipeline endpoint {endpoint_name!r}")
         return endpoint.deployment
 
-    def track(self, endpoint: PipelineEndpoint) -> None:
+    def track(self, endpoint: PipelineEndpoint | MultiModelEndpoint) -> None:
         with self._lock:
             self._running.add(endpoint)
 
-    def untrack(self, endpoint: PipelineEndpoint) -> None:
+    def untrack(self, endpoint: PipelineEndpoint | MultiModelEndpoint) -> None:
         with self._lock:
             self._running.discard(endpoint)
 
@@ -745,14 +778,12 @@ class TrainedPipeline:
     labelled_csv: str
 
 
-def train_models(client: docker_sdk.DockerClient, workdir: Path, orders: Sequence[Mapping[str, Any]],
-                 preprocess_image: str, xgboost_image: str, num_round: int = 30,
-                 xgboost_hyperparameters: Mapping[str, Any] | None = None,
-                 preprocess_hyperparameters: Mapping[str, Any] | None = None,
-                 feature_code: str | None = None) -> TrainedPipeline:
-    """Fit preprocess on ``orders`` (with ``feature_code``, a module's text, in its code channel), turn them
-    into labelled feature rows with the fitted image (its batch output: ``SMKIT_OUTPUT_LABEL``), train
-    XGBoost on those with the features channel, pack both models."""
+def labelled_features(client: docker_sdk.DockerClient, workdir: Path, orders: Sequence[Mapping[str, Any]],
+                      preprocess_image: str, preprocess_hyperparameters: Mapping[str, Any] | None = None,
+                      feature_code: str | None = None) -> tuple[Path, str]:
+    """Fit preprocess on ``orders`` (with ``feature_code``, a module's text, in its code channel) and turn them
+    into labelled feature rows with the fitted image (its batch output: ``SMKIT_OUTPUT_LABEL``): (the
+    preprocess model folder, label-first CSV rows), what any model image trains on."""
     from local_test.docker_run import OptMl, ServingContainer, train
     from local_test.orders import write_jsonl
 
@@ -773,14 +804,28 @@ def train_models(client: docker_sdk.DockerClient, workdir: Path, orders: Sequenc
         labelled = batch.invoke("\n".join(json.dumps(o) for o in orders).encode(), "application/jsonlines", "text/csv")
         if labelled.status_code != 200:
             raise RuntimeError(f"labelled features: {labelled.status_code} {labelled.text[:500]}")
+    return pre.model_dir, labelled.text
+
+
+def train_models(client: docker_sdk.DockerClient, workdir: Path, orders: Sequence[Mapping[str, Any]],
+                 preprocess_image: str, xgboost_image: str, num_round: int = 30,
+                 xgboost_hyperparameters: Mapping[str, Any] | None = None,
+                 preprocess_hyperparameters: Mapping[str, Any] | None = None,
+                 feature_code: str | None = None) -> TrainedPipeline:
+    """:func:`labelled_features`, then XGBoost trained on those rows with the features channel; both models
+    packed."""
+    from local_test.docker_run import OptMl, train
+
+    preprocess_dir, labelled = labelled_features(client, workdir, orders, preprocess_image,
+                                                 preprocess_hyperparameters, feature_code)
     xgb = OptMl(workdir / "xgboost", {"num_round": str(num_round), "objective": "binary:logistic",
                                       "eval_metric": "auc", "max_depth": "4", **(xgboost_hyperparameters or {})},
                 {"train": {"ContentType": "text/csv"}, "features": {"ContentType": "application/json"}})
-    (xgb.channel_dir("train") / "features.csv").write_text(labelled.text + "\n")
-    (xgb.channel_dir("features") / "features.json").write_bytes((pre.model_dir / "features.json").read_bytes())
+    (xgb.channel_dir("train") / "features.csv").write_text(labelled + "\n")
+    (xgb.channel_dir("features") / "features.json").write_bytes((preprocess_dir / "features.json").read_bytes())
     result = train(client, xgboost_image, xgb)
     if result.exit_code != 0:
         raise RuntimeError(f"xgboost training failed:\n{_tail(result.logs)}")
-    return TrainedPipeline(pack_model(pre.model_dir, workdir / "archives" / "preprocess.tar.gz"),
+    return TrainedPipeline(pack_model(preprocess_dir, workdir / "archives" / "preprocess.tar.gz"),
                            pack_model(xgb.model_dir, workdir / "archives" / "xgboost.tar.gz"),
-                           pre.model_dir, xgb.model_dir, labelled.text)
+                           preprocess_dir, xgb.model_dir, labelled)

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from . import decoders, encoders
 from .content_types import CSV, JSON, JSONLINES, NPY, MediaType
 from .settings import Settings
@@ -55,6 +57,12 @@ class Handler:
 
     def decode(self, body: bytes, media_type: MediaType, context: RequestContext) -> Any:
         return decoders.decode(body, media_type)
+
+    def from_rows(self, rows: np.ndarray, context: RequestContext) -> Any:
+        """What ``decode`` makes of a CSV body of these float64 feature rows (a preprocess stage's answer).
+        A fused model (``serving_common.fused``) hands its in-process transform's rows to ``predict``
+        through here instead of a CSV round trip; override when ``decode`` gives ``predict`` another type."""
+        return rows
 
     def predict(self, model: Any, data: Any, context: RequestContext) -> Any:
         raise NotImplementedError

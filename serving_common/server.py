@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .app import InferenceApp
+from .fused import import_runtime
 from .handler import Handler
 from .logs import configure_logging
 from .multi_model import MultiModelApp
@@ -60,6 +61,7 @@ def serve(handler_factory: Callable[[], Handler], settings: Settings | None = No
                  settings.model_dir)
         ModelServer(InferenceApp(handler_factory, settings), options).run()
         return
+    import_runtime()  # any model may carry a preprocess stage: its code is imported once, shared by the workers
     master = os.getpid()
     state_dir = registry_dir(worker_identity(settings))
     try:

@@ -54,11 +54,11 @@ UNKNOWN_FIELDS = "SMKIT_UNKNOWN_FIELDS"
 UNKNOWN_FIELD_POLICIES = ("error", "warn", "ignore")
 # Multi-model endpoints: the only folder models are loaded from (SageMaker's /opt/ml/models).
 MODELS_ROOT = "SMKIT_MODELS_ROOT"
-# The preprocess image. Batch transform for training data: the label first in every output row
-# (SageMaker XGBoost's layout) ...
+# Models that read records (preprocess, fused): write the label as the first column (batch transform for
+# training data; a fused model, which answers scores, refuses it) ...
 OUTPUT_LABEL = "SMKIT_OUTPUT_LABEL"
-# ... and what a bad record does to a request of several: "fail" (the request fails, naming the record) or
-# "line" (an error object on that record's line, keeping output lines aligned with input lines).
+# ... and what a bad record does to a request of several: "fail" it (a 400 naming the record) or, "line",
+# answer an error object on that record's line, keeping output lines aligned with input lines.
 RECORD_ERRORS = "SMKIT_RECORD_ERRORS"
 RECORD_ERROR_MODES = ("fail", "line")
 
@@ -148,6 +148,13 @@ def _batch_strategy(env: Mapping[str, str]) -> str | None:
     return strategy
 
 
+def _record_errors(env: Mapping[str, str]) -> str:
+    mode = env.get(RECORD_ERRORS, "").strip().lower() or "fail"
+    if mode not in RECORD_ERROR_MODES:
+        raise SettingsError(f"{RECORD_ERRORS}={mode!r} is not one of {', '.join(RECORD_ERROR_MODES)}")
+    return mode
+
+
 def _log_level(env: Mapping[str, str]) -> str:
     level = (env.get(LOG_LEVEL, "").strip() or "INFO").upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
@@ -171,13 +178,6 @@ def record_rule_overrides(env: Mapping[str, str] | None = None) -> dict[str, int
             raise SettingsError(f"{UNKNOWN_FIELDS}={policy!r} is not one of {', '.join(UNKNOWN_FIELD_POLICIES)}")
         overrides["unknown_fields"] = policy
     return overrides
-
-
-def _record_errors(env: Mapping[str, str]) -> str:
-    mode = env.get(RECORD_ERRORS, "").strip().lower() or "fail"
-    if mode not in RECORD_ERROR_MODES:
-        raise SettingsError(f"{RECORD_ERRORS}={mode!r} is not one of {', '.join(RECORD_ERROR_MODES)}")
-    return mode
 
 
 def worker_index(env: Mapping[str, str] | None = None) -> int | None:
@@ -212,7 +212,7 @@ class Settings:
     worker_user: str | None = None
     log_level: str = "INFO"
     access_log: bool = False
-    # the preprocess image's (and a fused model's preprocess stage): SMKIT_OUTPUT_LABEL, SMKIT_RECORD_ERRORS,
+    # the preprocess image's and a fused model's: SMKIT_OUTPUT_LABEL, SMKIT_RECORD_ERRORS,
     # and the record-check rules SMKIT_MAX_MISSING_FIELDS / SMKIT_UNKNOWN_FIELDS set (``record_rule_overrides``)
     output_label: bool = False
     record_errors: str = "fail"

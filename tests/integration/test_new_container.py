@@ -1,22 +1,28 @@
 """new-container.sh, as a researcher uses it: in a copy of this checkout, a container made from the template
 touches nothing outside its folder; lint, build.sh, pytest and the contract suite find it; it is lint-clean,
-passes its unit tests, and its image builds, trains, serves and passes the contract checks."""
+passes its unit tests, and its image builds, trains, serves and passes the contract checks, and serves a fused
+model (a preprocess stage inside its model) as the chained pipeline."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
+import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from local_test.docker_run import PREFIX, ROOT
+from local_test.docker_run import PREFIX, ROOT, OptMl, ServingContainer, train
+from local_test.orders import make_orders
+from local_test.pipeline import labelled_features
 
 NAME = "zz_linear"  # sorts after serving_common: new-container.sh must fix the import order itself
 IMAGE_PREFIX = f"{PREFIX}new-container-"
+JSON, JSONL, CSV = "application/json", "application/jsonlines", "text/csv"
 
 
 def _run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess:
@@ -83,3 +89,43 @@ def image(checkout, docker) -> Iterator[str]:
 def test_its_image_builds_trains_serves_and_passes_the_contract(checkout, image):
     result = check_image(checkout, NAME, {"IMAGE_PREFIX": IMAGE_PREFIX})
     assert result.returncode == 0 and " passed" in result.stdout, result.stdout[-6000:] + result.stderr[-2000:]
+
+
+@pytest.mark.docker
+def test_its_image_serves_a_fused_model_as_the_chained_pipeline(image, docker, image_of, tmp_path):
+    """Whatever the template makes serves a fused model: the preprocess image's labelled rows train the new
+    image (with the features channel), ``python -m serving_common.fuse`` joins the two, and the new image
+    alone answers JSON orders byte for byte as the chained preprocess -> new image pipeline, bad orders with
+    the same 400."""
+    preprocess, labelled = labelled_features(docker, tmp_path, make_orders(400, seed=31), image_of("preprocess"))
+    job = OptMl(tmp_path / NAME, {"l2": "0.01"},
+                {"train": {"ContentType": "text/csv"}, "features": {"ContentType": "application/json"}})
+    (job.channel_dir("train") / "features.csv").write_text(labelled + "\n")
+    (job.channel_dir("features") / "features.json").write_bytes((preprocess / "features.json").read_bytes())
+    image = f"{image}:{(ROOT / 'VERSION').read_text().strip()}"  # as build.sh tags it
+    trained = train(docker, image, job)
+    assert trained.exit_code == 0, trained.logs
+    fused = _run([sys.executable, "-m", "serving_common.fuse", str(preprocess), str(job.model_dir), "-o",
+                  str(tmp_path / "fused.tar.gz")], ROOT)
+    assert fused.returncode == 0 and "fingerprint" in fused.stdout and "width" in fused.stdout, fused.stderr
+    folder = tmp_path / "fused"
+    folder.mkdir()  # mounted as /opt/ml/model: 0755, the serving account enters it
+    with tarfile.open(tmp_path / "fused.tar.gz") as tar:
+        tar.extractall(folder, filter="data")
+    orders = [{k: v for k, v in order.items() if k != "default"} for order in make_orders(30, seed=5)]
+    with ServingContainer(docker, image_of("preprocess"), preprocess) as front, \
+            ServingContainer(docker, image, job.model_dir) as back, ServingContainer(docker, image, folder) as alone:
+        for server in (front, back, alone):
+            server.wait_ready()
+        for body, content_type in ((json.dumps(orders).encode(), JSON), (json.dumps(orders[0]).encode(), JSON),
+                                   (b"".join(json.dumps(o).encode() + b"\n" for o in orders), JSONL)):
+            features = front.invoke(body, content_type, CSV)
+            assert features.status_code == 200, features.text
+            for accept in (CSV, JSON, JSONL):
+                chained, answer = back.invoke(features.content, CSV, accept), alone.invoke(body, content_type, accept)
+                assert chained.status_code == 200, chained.text
+                assert (answer.status_code, answer.headers["Content-Type"], answer.content) == (
+                    200, chained.headers["Content-Type"], chained.content)
+        for bad in (b'{"amount": "lots"}', b"[]", b'[{"amount": 1.0}, 5]'):
+            chained, answer = front.invoke(bad, JSON, CSV), alone.invoke(bad, JSON, CSV)
+            assert chained.status_code == answer.status_code == 400 and answer.json() == chained.json()

@@ -1,13 +1,15 @@
 """``PipelineModel(models=[preprocess, pytorch])`` in SDK local mode (``local_test.pipeline.PipelineSession``):
-the PyTorch image trained on the preprocess image's labelled batch output, served behind it unchanged.
+the PyTorch image trained on the preprocess image's labelled batch output, served behind it unchanged; and the
+same two models fused (``python -m serving_common.fuse``), a plain ``Model`` of the PyTorch image.
 
 Served scores are compared with the fitted scikit-learn transform and the saved TorchScript model computed
-in-process.
+in-process; the fused model's answers with the chained pipeline's, byte for byte.
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +32,7 @@ from serving_common.features.features import FittedFeatures
 
 pytestmark = pytest.mark.docker
 
-ENDPOINT = "smkit-pytorch-pipeline-it"
+ENDPOINT, FUSED = "smkit-pytorch-pipeline-it", "smkit-pytorch-fused-it"
 JSON, JSONL, CSV = "application/json", "application/jsonlines", "text/csv"
 
 
@@ -80,18 +82,48 @@ def reference(trained):
 
 
 @pytest.fixture(scope="module")
-def endpoint(docker, image_of, trained, tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("pytorch-sdk")
-    with PipelineSession(workdir, docker=docker) as session:
-        models = [Model(image_uri=image_of(name), sagemaker_session=session,
-                        model_data=f"file://{pack_model(model_dir, workdir / 'archives' / f'{name}.tar.gz')}")
-                  for name, model_dir in (("preprocess", trained.preprocess_dir), ("pytorch", trained.pytorch_dir))]
-        PipelineModel(models=models, sagemaker_session=session).deploy(
-            initial_instance_count=1, instance_type="local", endpoint_name=ENDPOINT)
-        try:
-            yield session.endpoint_url(ENDPOINT)
-        finally:
-            session.delete_endpoint(ENDPOINT)
+def archives(trained, tmp_path_factory) -> dict[str, Path]:
+    """The two models' archives, and the fused one (world-readable: local mode extracts next to it)."""
+    folder = tmp_path_factory.mktemp("archives")
+    folder.chmod(0o755)
+    found = {name: pack_model(model_dir, folder / f"{name}.tar.gz")
+             for name, model_dir in (("preprocess", trained.preprocess_dir), ("pytorch", trained.pytorch_dir))}
+    (folder / "fused").mkdir(mode=0o755)
+    command = [sys.executable, "-m", "serving_common.fuse", str(found["preprocess"]), str(found["pytorch"]), "-o",
+               str(folder / "fused" / "model.tar.gz")]
+    fused = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    assert fused.returncode == 0, fused.stderr
+    return {**found, "fused": folder / "fused" / "model.tar.gz"}
+
+
+@pytest.fixture(scope="module")
+def session(docker, tmp_path_factory):
+    with PipelineSession(tmp_path_factory.mktemp("pytorch-sdk"), docker=docker) as local:
+        yield local
+
+
+@pytest.fixture(scope="module")
+def endpoint(session, image_of, archives):
+    models = [Model(image_uri=image_of(name), sagemaker_session=session, model_data=f"file://{archives[name]}")
+              for name in ("preprocess", "pytorch")]
+    PipelineModel(models=models, sagemaker_session=session).deploy(
+        initial_instance_count=1, instance_type="local", endpoint_name=ENDPOINT)
+    try:
+        yield session.endpoint_url(ENDPOINT)
+    finally:
+        session.delete_endpoint(ENDPOINT)
+
+
+@pytest.fixture(scope="module")
+def fused_endpoint(session, image_of, archives):
+    """The fused model: a plain ``Model(image_uri=<pytorch image>, model_data=fused)``."""
+    Model(image_uri=image_of("pytorch"), model_data=f"file://{archives['fused']}", sagemaker_session=session,
+          role="arn:aws:iam::111111111111:role/local").deploy(initial_instance_count=1, instance_type="local",
+                                                              endpoint_name=FUSED)
+    try:
+        yield session.endpoint_url(FUSED)
+    finally:
+        session.delete_endpoint(FUSED)
 
 
 def test_the_model_records_the_features_it_was_trained_on(trained):
@@ -126,3 +158,31 @@ def test_a_bad_order_is_the_first_stages_400(endpoint):
                              headers={"Content-Type": JSON}, timeout=30)
     assert response.status_code == 400, response.text
     assert response.headers["X-Pipeline-Stage"] == "1"
+
+
+def _post(url: str, body: bytes, content_type: str, accept: str | None = None) -> requests.Response:
+    headers = {"Content-Type": content_type, **({"Accept": accept} if accept else {})}
+    return requests.post(f"{url}/invocations", data=body, headers=headers, timeout=30)
+
+
+def test_the_fused_model_answers_as_the_chained_pipeline(endpoint, fused_endpoint):
+    """Same orders, every request and response type: the same status, type and bytes (the PyTorch image
+    reads the in-process rows as it reads the preprocess stage's CSV: a float32 tensor)."""
+    orders = [{k: v for k, v in order.items() if k != "default"} for order in make_orders(40, seed=8)]
+    bodies = [(json.dumps(orders[0]).encode(), JSON), (json.dumps(orders).encode(), JSON),
+              (b"".join(json.dumps(o).encode() + b"\n" for o in orders), JSONL)]
+    for body, content_type in bodies:
+        for accept in (None, CSV, JSON, JSONL):
+            chained = _post(endpoint, body, content_type, accept)
+            fused = _post(fused_endpoint, body, content_type, accept)
+            assert chained.status_code == 200, chained.text
+            assert (fused.status_code, fused.headers["Content-Type"], fused.content) == (
+                200, chained.headers["Content-Type"], chained.content)
+    assert len(_post(fused_endpoint, bodies[1][0], JSON, CSV).text.splitlines()) == len(orders)
+
+
+@pytest.mark.parametrize("body", [b'{"amount": "lots"}', b'[{"amount": 1.0}, 5]', b"[]", b'{"amount": 1e999}'])
+def test_a_bad_order_is_the_same_400_fused_or_chained(endpoint, fused_endpoint, body):
+    chained, fused = _post(endpoint, body, JSON, CSV), _post(fused_endpoint, body, JSON, CSV)
+    assert chained.status_code == fused.status_code == 400
+    assert fused.json() == chained.json()

@@ -103,6 +103,10 @@ class PyTorchHandler(Handler):
                 matrix = to_matrix(data, media_type.essence)
         return as_tensor(matrix, media_type.essence)
 
+    def from_rows(self, rows: np.ndarray, context: RequestContext) -> torch.Tensor:
+        """Feature rows of a fused model's transform, as ``decode`` reads them from CSV (float32)."""
+        return as_tensor(rows, CSV)
+
     def served(self, model: Any) -> ServedModel:
         """The default loader's model, or a ``model_fn``'s module prepared once (eval, device)."""
         if isinstance(model, ServedModel):

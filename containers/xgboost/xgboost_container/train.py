@@ -15,6 +15,7 @@ import scipy.sparse
 import xgboost
 from xgboost import collective
 
+from serving_common.training.features_channel import features_fingerprint
 from serving_common.training.harness import TrainingError, TrainingJob
 from serving_common.training.metrics import log_metrics
 from serving_common.training.stop import STOP, StopRequested
@@ -30,7 +31,6 @@ fast = importlib.import_module(".fast", __package__) if importlib.util.find_spec
 log = logging.getLogger("xgboost_container")
 
 CHECKPOINT_PREFIX = "xgboost-checkpoint."
-FEATURES_CHANNEL = "features"  # optional: the preprocess model's features.json
 
 
 class MetricsLog(xgboost.callback.TrainingCallback):
@@ -122,19 +122,6 @@ def latest_checkpoint(directory: Path) -> xgboost.Booster | None:
     return None
 
 
-def _features_fingerprint(job: TrainingJob) -> str | None:
-    channel = job.env.channels.get(FEATURES_CHANNEL)
-    if channel is None:
-        return None
-    files = [p for p in channel.files() if p.name == "features.json"]
-    if not files:
-        raise TrainingError("the features channel holds no features.json (the preprocess model's description)")
-    try:
-        return json.loads(files[0].read_text())["fingerprint"]
-    except (ValueError, KeyError) as exc:
-        raise TrainingError(f"features.json of the features channel is unreadable: {exc}") from None
-
-
 def _dmatrix(data: Dataset, name: str, expected_columns: int | None, csv_weights: bool = False) -> xgboost.DMatrix:
     features, weights = data.features, None
     if expected_columns is not None and data.rows and data.columns != expected_columns:
@@ -161,7 +148,7 @@ def train(job: TrainingJob) -> None:
     except ValueError as exc:
         raise TrainingError(str(exc)) from None
     params.setdefault("nthread", env.num_cpus)
-    fingerprint = _features_fingerprint(job)
+    fingerprint = features_fingerprint(job)
     rank, hosts = env.host_rank, len(env.hosts)
     with collective_group(env):
         set_phase("loading the data")

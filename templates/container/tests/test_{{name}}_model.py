@@ -10,7 +10,7 @@ import pytest
 from serving_common.cli import main
 from serving_common.errors import BadRequest
 from {{name}}_container.__main__ import CONTAINER
-from {{name}}_container.handler import MODEL_FILE
+from {{name}}_container.handler import META_FILE, MODEL_FILE
 from {{name}}_container.train import fit
 
 WEIGHTS = np.array([2.0, -1.0, 0.5])
@@ -48,6 +48,8 @@ def test_train_then_serve(tmp_path, rows, monkeypatch):
     monkeypatch.setenv("SMKIT_OPT_ML", str(_job(tmp_path, rows, l2="0")))
     assert main(CONTAINER, ["train"]) == 0
     assert (tmp_path / "model" / MODEL_FILE).is_file()
+    # what the pipeline check and fuse compare with a preprocess model (no features channel: no fingerprint)
+    assert json.loads((tmp_path / "model" / META_FILE).read_text()) == {"num_features": 3, "features_fingerprint": None}
     handler = CONTAINER.handler_factory()
     model = handler.load(tmp_path / "model")
     np.testing.assert_allclose(handler.predict(model, rows[:5, 1:], None), rows[:5, 0], atol=1e-9)

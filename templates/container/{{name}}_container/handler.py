@@ -13,6 +13,7 @@ from serving_common.errors import BadRequest
 from serving_common.handler import Handler, RequestContext
 
 MODEL_FILE = "model.npz"  # written by train.py
+META_FILE = "{{name}}-meta.json"  # written by train.py: the features it was trained on (serving_common.pipeline_check)
 
 
 class ModelHandler(Handler):

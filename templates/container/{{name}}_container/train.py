@@ -1,16 +1,23 @@
-"""Training: a least-squares linear model (ridge-regularised) on CSV rows, label first, no header."""
+"""Training: a least-squares linear model (ridge-regularised) on CSV rows, label first, no header.
+
+Beside the model, ``{{name}}-meta.json`` records the row width it was trained on (``num_features``) and, with
+a ``features`` channel (the preprocess model's features.json), that model's fingerprint: what lets the model
+be deployed behind its preprocess model, chained or fused (``python -m serving_common.fuse``), checked.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
 import numpy as np
 
+from serving_common.training.features_channel import features_fingerprint
 from serving_common.training.harness import TrainingError, TrainingJob
 from serving_common.training.hyperparameters import Hyperparameter
 
-from .handler import MODEL_FILE
+from .handler import META_FILE, MODEL_FILE
 
 log = logging.getLogger("{{name}}_container")
 
@@ -48,3 +55,5 @@ def train(job: TrainingJob) -> None:
     rmse = float(np.sqrt(np.mean((rows[:, 1:] @ weights + bias - rows[:, 0]) ** 2)))
     log.info("train:rmse=%.6g (%d rows, %d features)", rmse, len(rows), len(weights))
     np.savez(job.model_dir / MODEL_FILE, weights=weights, bias=np.float64(bias))
+    meta = {"num_features": len(weights), "features_fingerprint": features_fingerprint(job)}
+    (job.model_dir / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")

@@ -250,3 +250,90 @@ def test_serving_a_fused_stage_imports_no_sklearn_scipy_pandas(fused_dir):
     """)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, check=True)
     assert json.loads(result.stdout.splitlines()[-1]) == {"rows": 3, "heavy": []}
+
+
+# -- batch transform settings, as the preprocess image's -------------------------------------------------
+
+def _batch(records: list) -> bytes:
+    return b"".join(json.dumps(record).encode() + b"\n" for record in records)
+
+
+def test_record_errors_in_line_keep_each_records_score_or_error_on_its_line(pair, fused_dir, monkeypatch):
+    """SMKIT_RECORD_ERRORS=line: the good records' lines are the chained pipeline's scores of those records,
+    each bad record's line is the preprocess image's error object for it (its place in the request)."""
+    records = [*LIVE[:3], {"amount": "lots"}, *LIVE[3:5], {"amount": {"nested": 1}}, LIVE[5]]
+    bad = {3, 6}
+    good = [record for index, record in enumerate(records) if index not in bad]
+    monkeypatch.setenv("SMKIT_RECORD_ERRORS", "line")
+    front = _service(PreprocessHandler, pair[0])  # reads the variable from the environment
+    fused = build_service(XGBoostHandler, Settings(model_dir=fused_dir, record_errors="line"), fused_dir)
+    back = _service(XGBoostHandler, pair[1])
+    errors = _invoke(front, _batch(records), JSONLINES, CSV).body.splitlines()
+    for accept in (CSV, JSONLINES):
+        scores = _invoke(back, _invoke(front, _batch(good), JSONLINES, CSV).body, CSV, accept).body.splitlines()
+        answer = _invoke(fused, _batch(records), JSONLINES, accept)
+        assert answer.status == 200 and answer.content_type == accept
+        lines = answer.body.splitlines()
+        assert answer.body.endswith(b"\n") and len(lines) == len(records)
+        assert [lines[index] for index in sorted(bad)] == [errors[index] for index in sorted(bad)]
+        assert json.loads(lines[6]) == {"error": json.loads(errors[6])["error"]} and "record 6" in lines[6].decode()
+        assert [line for index, line in enumerate(lines) if index not in bad] == scores
+    refused = _invoke(fused, _batch(records), JSONLINES, JSON)  # one JSON document: no line to put errors on
+    assert refused.status == 400 and "record 3" in refused.body.decode() and "record 6" in refused.body.decode()
+    everything_bad = _invoke(fused, _batch([{"amount": "lots"}, {"amount": "more"}]), JSONLINES, CSV)
+    assert everything_bad.status == 200 and [json.loads(line)["error"][:8] for line in
+                                             everything_bad.body.splitlines()] == ["record 0", "record 1"]
+    good_only = _invoke(fused, _batch(good), JSONLINES, CSV)
+    assert good_only.body == _invoke(back, _invoke(front, _batch(good), JSONLINES, CSV).body, CSV, CSV).body
+
+
+def test_record_errors_fail_the_request_by_default(pair, fused_dir):
+    records = [*LIVE[:2], {"amount": "lots"}]
+    front, fused = _service(PreprocessHandler, pair[0]), _service(XGBoostHandler, fused_dir)
+    chained, alone = _invoke(front, _batch(records), JSONLINES, CSV), _invoke(fused, _batch(records), JSONLINES, CSV)
+    assert chained.status == 400 and (alone.status, alone.body) == (chained.status, chained.body)
+
+
+def test_output_label_is_refused_at_load(fused_dir):
+    with pytest.raises(FusedModelError, match=r"SMKIT_OUTPUT_LABEL=true .* answers scores"):
+        build_service(XGBoostHandler, Settings(model_dir=fused_dir, output_label=True), fused_dir)
+
+
+def test_settings_read_the_record_options():
+    assert (Settings.from_env({}).output_label, Settings.from_env({}).record_errors) == (False, "fail")
+    settings = Settings.from_env({"SMKIT_OUTPUT_LABEL": "true", "SMKIT_RECORD_ERRORS": " Line "})
+    assert (settings.output_label, settings.record_errors) == (True, "line")
+    with pytest.raises(ValueError, match="SMKIT_RECORD_ERRORS='skip' is not one of fail, line"):
+        Settings.from_env({"SMKIT_RECORD_ERRORS": "skip"})
+
+
+# -- another image: PyTorch's handler decodes to a float32 tensor ------------------------------------------
+
+def test_a_fused_pytorch_model_scores_as_its_chained_pipeline(pair, tmp_path):
+    """The PyTorch handler reads CSV rows as a float32 tensor; the fused model hands it the same tensor
+    (``from_rows``), so every response is byte-identical to the chained pipeline's."""
+    torch = pytest.importorskip("torch")
+    from pytorch_container.handler import PyTorchHandler
+
+    preprocess = pair[0]
+    width = len(json.loads((preprocess / "features.json").read_text())["output_columns"])
+    model = tmp_path / "torch"
+    model.mkdir()
+    torch.manual_seed(0)
+    torch.jit.script(torch.nn.Sequential(torch.nn.Linear(width, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))).save(
+        str(model / "model.pt"))
+    fingerprint = json.loads((preprocess / "features.json").read_text())["fingerprint"]
+    (model / "pytorch-meta.json").write_text(json.dumps({"input_width": width, "features_fingerprint": fingerprint}))
+    fuse(preprocess, model, tmp_path / "fused.tar.gz")
+    with tarfile.open(tmp_path / "fused.tar.gz") as tar:
+        tar.extractall(tmp_path / "fused", filter="data")
+    front, back = _service(PreprocessHandler, preprocess), _service(PyTorchHandler, model)
+    fused = _service(PyTorchHandler, tmp_path / "fused")
+    body = json.dumps(LIVE).encode()
+    features_csv = _invoke(front, body, JSON, CSV).body
+    for accept in (JSON, CSV, JSONLINES, "application/x-npy"):
+        chained, alone = _invoke(back, features_csv, CSV, accept), _invoke(fused, body, JSON, accept)
+        assert chained.status == 200
+        assert (alone.status, alone.content_type, alone.body) == (chained.status, chained.content_type, chained.body)
+    bad = _invoke(fused, b'{"amount": "lots"}', JSON)
+    assert (bad.status, bad.body) == (400, _invoke(front, b'{"amount": "lots"}', JSON).body)
