@@ -350,26 +350,33 @@ class _HostWatch:
 
     def _watch(self) -> None:
         client = None
-        while self.failed is None and not self._done.wait(HOST_WATCH_INTERVAL_S):
-            root = getattr(self.container, "container_root", None)
-            if not root:
-                continue
-            try:
-                client = client or docker_client()
-                containers = _job_containers(client, root)
-            except Exception:  # the Docker API did not answer this time: ask again
-                continue
+        try:
+            while self.failed is None and not self._done.wait(HOST_WATCH_INTERVAL_S):
+                root = getattr(self.container, "container_root", None)
+                if not root:
+                    continue
+                try:
+                    client = client or docker_client()
+                    containers = _job_containers(client, root)
+                except Exception:  # the Docker API did not answer this time: ask again
+                    continue
+                self._stop_all_if_one_failed(containers)
+        finally:
+            if client is not None:
+                client.close()
+
+    def _stop_all_if_one_failed(self, containers: list[Any]) -> None:
+        for container in containers:
+            code = _exit_code(container)
+            if code:
+                self.failed = (container.labels.get(COMPOSE_SERVICE, container.name), code)
+                break
+        if self.failed is not None:
+            log.warning("host %s exited with code %d: stopping the other hosts", *self.failed)
             for container in containers:
-                code = _exit_code(container)
-                if code:
-                    self.failed = (container.labels.get(COMPOSE_SERVICE, container.name), code)
-                    break
-            if self.failed is not None:
-                log.warning("host %s exited with code %d: stopping the other hosts", *self.failed)
-                for container in containers:
-                    if container.status == "running":
-                        with suppress(Exception):
-                            container.stop(timeout=HOST_STOP_TIMEOUT_S)
+                if container.status == "running":
+                    with suppress(Exception):
+                        container.stop(timeout=HOST_STOP_TIMEOUT_S)
 
 
 def _compose_waiting_for_every_host(self, detached=False):
@@ -388,8 +395,12 @@ def _retrieve_artifacts_keeping_failures(self, compose_data, output_data_config,
     # Runs after the containers exit, failed or not; the hosts' folders are gone once it returns.
     self.smkit_failure_reasons = failure_reasons(getattr(self, "container_root", None), getattr(self, "hosts", []))
     with suppress(Exception):
-        self.smkit_exit_codes = {c.labels.get(COMPOSE_SERVICE, c.name): _exit_code(c)
-                                 for c in _job_containers(docker_client(), self.container_root)}
+        client = docker_client()
+        try:
+            self.smkit_exit_codes = {c.labels.get(COMPOSE_SERVICE, c.name): _exit_code(c)
+                                     for c in _job_containers(client, self.container_root)}
+        finally:
+            client.close()
     return _retrieve_artifacts(self, compose_data, output_data_config, job_name)
 
 

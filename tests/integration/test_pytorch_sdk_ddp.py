@@ -206,6 +206,7 @@ def test_a_host_killed_mid_run_fails_the_sdk_fit_within_a_timeout(docker, image_
     error = outcome.get("error")
     assert "returned" not in outcome and isinstance(error, TrainingJobFailed), outcome
     print(f"fit raised {waited:.1f} s after the kill: {error}")
+    assert re.search(r"algo-2-\w+ exited with code 137", str(error)), error  # the killed host, by its exit code
     survivor = next(host for host in error.reasons if host.startswith("algo-1-"))
     assert "ExecuteUserScriptError" in error.reasons[survivor] or "Stopped" in error.reasons[survivor]
     [archive] = output.rglob("output.tar.gz")  # local mode moves both archives there, failed or not
