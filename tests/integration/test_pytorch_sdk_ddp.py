@@ -11,8 +11,10 @@ resolves no AWS image: it works offline. (``Estimator(..., hyperparameters={"sag
 enabled": True})`` is the equivalent for the generic class.)
 
 Local mode runs one compose service per host (``algo-1-<suffix>``, ``algo-2-<suffix>``) on the
-``sagemaker-local`` network with ``docker-compose up --abort-on-container-exit``; its output (each line
-prefixed with the host's name) goes to the caller's stdout.
+``sagemaker-local`` network; its output (each line prefixed with the host's name) goes to the caller's
+stdout. The job ends as on SageMaker (local_test.sagemaker_local replaces compose's
+``--abort-on-container-exit``): when every host has exited, or at once when one fails; the last two tests
+check that rule with a plain script.
 """
 
 from __future__ import annotations
@@ -52,8 +54,8 @@ ROWS = 400  # even: both hosts get exactly half of the rows
 # accuracy, which is what tests/integration/test_pytorch_script_mode.py checks on our own Docker helper.)
 HYPERPARAMETERS = {"epochs": 30, "learning_rate": 0.05, "batch_size": 512, "hidden": 16}
 TOLERANCE = 1e-5
-FIT_WITHIN_S = 360  # the two-host fit: ~25 s on a quiet machine, ~100 s on a loaded one
-KILL_WITHIN_S = 120  # from the kill to the SDK's exception: compose's 10 s stop, or the example's 60 s timeout
+FIT_WITHIN_S = 360  # the two-host fit: ~20 s on this 2-core machine when quiet-ish, ~90 s under heavy load
+KILL_WITHIN_S = 120  # kill to exception: the host watch's stop (<= 10 s), at worst the example's 60 s timeout
 # docker-compose 1.x prefixes each line with the container's name, <random>-algo-N-<suffix>, in colour.
 LINE = re.compile(r"^(?:\w+-)?(algo-\d+-\w+)\s+\|\s?(.*)$")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -208,7 +210,10 @@ def test_a_host_killed_mid_run_fails_the_sdk_fit_within_a_timeout(docker, image_
     print(f"fit raised {waited:.1f} s after the kill: {error}")
     assert re.search(r"algo-2-\w+ exited with code 137", str(error)), error  # the killed host, by its exit code
     survivor = next(host for host in error.reasons if host.startswith("algo-1-"))
-    assert "ExecuteUserScriptError" in error.reasons[survivor] or "Stopped" in error.reasons[survivor]
+    # Its torchrun failed (gloo's "Connection closed by peer"), or was stopped by the job first: either way
+    # the failure file, as SageMaker's FailureReason.
+    assert error.reasons[survivor].startswith("ExecuteUserScriptError") and "torchrun --nnodes 2" in error.reasons[
+        survivor], error.reasons
     [archive] = output.rglob("output.tar.gz")  # local mode moves both archives there, failed or not
     outputs = _members(archive)
     assert "failure" in outputs and "success" not in outputs, sorted(outputs)
