@@ -53,7 +53,11 @@ and patches the SDK, process-wide (so a plain ``LocalSession`` gets it too):
   of a ``file://`` model archive for ``Model(entry_point=..., source_dir=...)`` with local code is
   skipped (the container reads the mounted ``source_dir``; the user's archive is never rewritten); and
   a failed training job raises :class:`TrainingJobFailed`, whose message carries each host's
-  ``/opt/ml/output/failure`` instead of only ``docker-compose ... exited with code 1``.
+  ``/opt/ml/output/failure`` instead of only ``docker-compose ... exited with code 1``; and a training
+  job on several hosts ends as on SageMaker, when every host has exited (compose's
+  ``--abort-on-container-exit`` ended it when the first one did, successful or not, stopping the others
+  mid-work): the first host that exits non-zero has the others stopped and fails the job, and the hosts'
+  exit codes decide the outcome (``_HostWatch``, ``_compose_waiting_for_every_host``).
 
 Known limits: the SDK publishes an endpoint's port on every interface (its compose file says
 ``"PORT:8080"``); the docker-compose subprocess is outside this process, so the offline guarantees are
@@ -71,7 +75,7 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, nullcontext, suppress
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +96,9 @@ PLACEHOLDER_BUCKET = "smkit-local-mode-offline"  # never contacted
 PING_INTERVAL_S = 0.05
 PING_TIMEOUT_S = 120  # the SDK's HEALTH_CHECK_TIMEOUT_LIMIT
 COMPOSE_WORKING_DIR = "com.docker.compose.project.working_dir"
+COMPOSE_SERVICE = "com.docker.compose.service"  # a training job's host name, algo-N-<suffix>
+HOST_WATCH_INTERVAL_S = 0.25
+HOST_STOP_TIMEOUT_S = 10  # docker-compose's: SIGTERM, then SIGKILL
 
 log = logging.getLogger("smkit.local_mode")
 
@@ -306,28 +313,127 @@ def failure_reasons(container_root: str | Path | None, hosts: list[str]) -> dict
 
 _container_train = _image._SageMakerContainer.train
 _retrieve_artifacts = _image._SageMakerContainer.retrieve_artifacts
+_compose = _image._SageMakerContainer._compose
+
+
+def _job_containers(client: Any, container_root: str | Path) -> list[Any]:
+    """The containers docker-compose made for the compose file in ``container_root`` (running or not)."""
+    root = str(Path(container_root).resolve())
+    return [c for c in client.containers.list(all=True, filters={"label": COMPOSE_WORKING_DIR})
+            if c.labels.get(COMPOSE_WORKING_DIR) == root]
+
+
+def _exit_code(container: Any) -> int | None:
+    """The container's exit code once it has stopped, else None."""
+    return container.attrs["State"].get("ExitCode") if container.status in ("exited", "dead") else None
+
+
+class _HostWatch:
+    """SageMaker's rule for a failed host, over ``docker-compose up`` without ``--abort-on-container-exit``
+    (see :func:`_compose_waiting_for_every_host`): as soon as one host's container has exited non-zero,
+    every host still running is stopped as compose stops them (SIGTERM, SIGKILL after 10 s); a host that
+    exits 0 leaves the others running."""
+
+    def __init__(self, container: Any) -> None:
+        self.container = container  # the SDK's _SageMakerContainer: train() sets its container_root
+        self.failed: tuple[str, int] | None = None
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="smkit-host-watch", daemon=True)
+
+    def __enter__(self) -> _HostWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join(timeout=HOST_STOP_TIMEOUT_S + 5)
+
+    def _watch(self) -> None:
+        client = None
+        try:
+            while self.failed is None and not self._done.wait(HOST_WATCH_INTERVAL_S):
+                root = getattr(self.container, "container_root", None)
+                if not root:
+                    continue
+                try:
+                    client = client or docker_client()
+                    containers = _job_containers(client, root)
+                except Exception:  # the Docker API did not answer this time: ask again
+                    continue
+                self._stop_all_if_one_failed(containers)
+        finally:
+            if client is not None:
+                client.close()
+
+    def _stop_all_if_one_failed(self, containers: list[Any]) -> None:
+        for container in containers:
+            code = _exit_code(container)
+            if code:
+                self.failed = (container.labels.get(COMPOSE_SERVICE, container.name), code)
+                break
+        if self.failed is not None:
+            log.warning("host %s exited with code %d: stopping the other hosts", *self.failed)
+            for container in containers:
+                if container.status == "running":
+                    with suppress(Exception):
+                        container.stop(timeout=HOST_STOP_TIMEOUT_S)
+
+
+def _compose_waiting_for_every_host(self, detached=False):
+    """Several hosts: ``docker-compose up`` without ``--abort-on-container-exit``, which ended the job when
+    the first host exited, failed or not: a host that finished first had the others stopped mid-work (rank 0
+    saving after a barrier, torchrun's exit barrier) and compose exited with that first host's code, 0,
+    so the job "succeeded" without their model or with their failure. ``_HostWatch`` stops the others
+    when a host fails instead."""
+    command = _compose(self, detached)
+    if getattr(self, "smkit_several_hosts", False):
+        command = [part for part in command if part != "--abort-on-container-exit"]
+    return command
 
 
 def _retrieve_artifacts_keeping_failures(self, compose_data, output_data_config, job_name):
     # Runs after the containers exit, failed or not; the hosts' folders are gone once it returns.
     self.smkit_failure_reasons = failure_reasons(getattr(self, "container_root", None), getattr(self, "hosts", []))
+    with suppress(Exception):
+        client = docker_client()
+        try:
+            self.smkit_exit_codes = {c.labels.get(COMPOSE_SERVICE, c.name): _exit_code(c)
+                                     for c in _job_containers(client, self.container_root)}
+        finally:
+            client.close()
     return _retrieve_artifacts(self, compose_data, output_data_config, job_name)
 
 
 def _train_with_failure_reason(self, input_data_config, output_data_config, hyperparameters, environment,
                                job_name):
-    self.smkit_failure_reasons = {}
+    self.smkit_failure_reasons, self.smkit_exit_codes = {}, {}
+    self.smkit_several_hosts = len(getattr(self, "hosts", None) or []) > 1
     try:
-        return _container_train(self, input_data_config, output_data_config, hyperparameters, environment,
-                                job_name)
+        with _HostWatch(self) if self.smkit_several_hosts else nullcontext():
+            artifacts = _container_train(self, input_data_config, output_data_config, hyperparameters,
+                                         environment, job_name)
     except RuntimeError as exc:
         if not self.smkit_failure_reasons:
             raise
         raise TrainingJobFailed(job_name, self.smkit_failure_reasons, str(exc)) from exc
+    finally:
+        self.smkit_several_hosts = False
+    # Without --abort-on-container-exit compose exits 0 whatever its containers did: the hosts' exit codes
+    # (or, where one could not be read, its failure file) decide, as on SageMaker.
+    failed = {host: code for host, code in self.smkit_exit_codes.items() if code}
+    failed.update({host: None for host in self.smkit_failure_reasons if host not in self.smkit_exit_codes})
+    if failed:
+        summary = ", ".join(f"{host} exited with code {code}" if code is not None else f"{host} wrote a failure file"
+                            for host, code in sorted(failed.items()))
+        if self.smkit_failure_reasons:
+            raise TrainingJobFailed(job_name, self.smkit_failure_reasons, summary)
+        raise RuntimeError(f"training job {job_name} failed: {summary}")
+    return artifacts
 
 
 _image._SageMakerContainer.retrieve_artifacts = _retrieve_artifacts_keeping_failures
 _image._SageMakerContainer.train = _train_with_failure_reason
+_image._SageMakerContainer._compose = _compose_waiting_for_every_host
 
 
 # -- the session ---------------------------------------------------------------------------------------

@@ -115,8 +115,9 @@ def fit(session: OfflineLocalSession, image: str, hyperparameters: Mapping[str, 
 
     Raises :class:`TrainingFailed` with the container's failure reason when the job fails, and also
     when it "succeeds" with a model archive that is empty, holds an unpublished staging folder, or
-    lacks one of ``required_files`` (local mode's ``--abort-on-container-exit`` reports the exit code
-    of the first container to stop, which is not proof that the leader saved the model).
+    lacks one of ``required_files`` (every host exiting 0 is not proof that the leader saved the model;
+    with the SDK alone, compose's ``--abort-on-container-exit`` even reported the first host's exit code
+    alone, see ``local_test.sagemaker_local``).
     """
     job_name = job_name or _job_name(image)
     output = local_path(output_path) if output_path is not None else session.root / "output" / job_name

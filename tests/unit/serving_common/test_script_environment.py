@@ -30,7 +30,8 @@ identifier = runner.TorchDistributedRunnerType if kind == "torch" else runner.Pr
 command = runner.get(identifier)._create_command()
 print(json.dumps({"env_vars": env.to_env_vars(), "cmd_args": env.to_cmd_args(), "command": command,
                   "process": {k: os.environ.get(k) for k in ("CURRENT_HOST", "SAGEMAKER_JOB_NAME",
-                                                             "SAGEMAKER_REGION", "MASTER_ADDR")}}))
+                                                             "SAGEMAKER_REGION", "MASTER_ADDR",
+                                                             "NCCL_SOCKET_IFNAME", "NCCL_PROTO")}}))
 """
 
 CHANNELS = {
@@ -96,6 +97,10 @@ CASES = {
         {"sagemaker_program": '"ddp.py"', "sagemaker_torch_distributed_enabled": "true", "lr": "0.1"},
         {"current_host": "algo-2", "hosts": ["algo-1", "algo-2"]},
         {"training": {}}, {"ddp.py": "pass\n"}, {}, "torch"),
+    "eleven-hosts-sdk-local-names-torchrun-last": (  # node_rank = position in resourceconfig, never a sort
+        {"sagemaker_program": '"ddp.py"', "sagemaker_torch_distributed_enabled": "true"},
+        {"current_host": "algo-11-x7k2p", "hosts": [f"algo-{i}-x7k2p" for i in range(1, 12)]},
+        {"train": {}}, {"ddp.py": "pass\n"}, {}, "torch"),
     "package-with-setup-py-and-topology": (
         {"sagemaker_program": '"trainer.py"', "k": '"v"'},
         {"current_host": "algo-1", "hosts": ["algo-1"],
@@ -145,3 +150,29 @@ def test_to_cmd_args_writes_every_value_type_as_sagemaker_training():
     assert to_cmd_args(values) == mapping.to_cmd_args(values)
     assert to_env_vars(values) == mapping.to_env_vars(values)
     assert to_cmd_args({"x": True, "long-name": [1, 2]}) == ["--long-name", "[1, 2]", "-x", "True"]
+
+
+def test_one_torchrun_process_per_gpu_as_sagemaker_training(tmp_path, monkeypatch):
+    """A GPU host: both count the ``GPU `` lines of ``nvidia-smi --list-gpus``. This machine has no GPU, so
+    the tool is an executable printing the real one's format for four GPUs, the same for both sides."""
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    smi = tools / "nvidia-smi"
+    smi.write_text("#!/bin/sh\n" + "".join(f'echo "GPU {i}: NVIDIA H200 (UUID: GPU-{i:08d}-aaaa-bbbb-cccc)"\n'
+                                           for i in range(4)))
+    smi.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tools}:{os.environ['PATH']}")
+    base = tmp_path / "opt_ml"
+    _write(base, {"sagemaker_program": '"ddp.py"', "sagemaker_torch_distributed_enabled": "true", "epochs": "1"},
+           {"current_host": "algo-2", "hosts": ["algo-1", "algo-2"], "network_interface_name": "eth0"},
+           {"training": {}}, {"ddp.py": "pass\n"})
+    reference = _reference(base, {}, "torch")
+    ours = ScriptEnvironment.load(base, environ={})
+    assert ours.num_gpus == 4
+    assert build_command(ours, base / "code") == reference["command"]
+    assert reference["command"][:5] == ["torchrun", "--nnodes", "2", "--nproc_per_node", "4"]
+    assert ours.env_vars() == reference["env_vars"]
+    child = child_environment(ours, base / "code", {})
+    assert {k: child[k] for k in ("NCCL_SOCKET_IFNAME", "NCCL_PROTO")} == {
+        k: reference["process"][k] for k in ("NCCL_SOCKET_IFNAME", "NCCL_PROTO")} == {
+        "NCCL_SOCKET_IFNAME": "eth0", "NCCL_PROTO": "simple"}
