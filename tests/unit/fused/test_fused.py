@@ -57,8 +57,8 @@ class RecordingXGBoostHandler(XGBoostHandler):
         return super().predict(model, data, context)
 
 
-def _service(handler_factory, model_dir: Path) -> Service:
-    return build_service(handler_factory, Settings(model_dir=model_dir), model_dir)
+def _service(handler_factory, model_dir: Path, **settings) -> Service:
+    return build_service(handler_factory, Settings(model_dir=model_dir, **settings), model_dir)
 
 
 def _invoke(service: Service, body: bytes, content_type: str, accept: str | None = None):
@@ -258,15 +258,14 @@ def _batch(records: list) -> bytes:
     return b"".join(json.dumps(record).encode() + b"\n" for record in records)
 
 
-def test_record_errors_in_line_keep_each_records_score_or_error_on_its_line(pair, fused_dir, monkeypatch):
+def test_record_errors_in_line_keep_each_records_score_or_error_on_its_line(pair, fused_dir):
     """SMKIT_RECORD_ERRORS=line: the good records' lines are the chained pipeline's scores of those records,
     each bad record's line is the preprocess image's error object for it (its place in the request)."""
     records = [*LIVE[:3], {"amount": "lots"}, *LIVE[3:5], {"amount": {"nested": 1}}, LIVE[5]]
     bad = {3, 6}
     good = [record for index, record in enumerate(records) if index not in bad]
-    monkeypatch.setenv("SMKIT_RECORD_ERRORS", "line")
-    front = _service(PreprocessHandler, pair[0])  # reads the variable from the environment
-    fused = build_service(XGBoostHandler, Settings(model_dir=fused_dir, record_errors="line"), fused_dir)
+    front = _service(PreprocessHandler, pair[0], record_errors="line")
+    fused = _service(XGBoostHandler, fused_dir, record_errors="line")
     back = _service(XGBoostHandler, pair[1])
     errors = _invoke(front, _batch(records), JSONLINES, CSV).body.splitlines()
     for accept in (CSV, JSONLINES):
