@@ -167,7 +167,7 @@ def test_one_torchrun_process_per_gpu_as_sagemaker_training(tmp_path, monkeypatc
            {"current_host": "algo-2", "hosts": ["algo-1", "algo-2"], "network_interface_name": "eth0"},
            {"training": {}}, {"ddp.py": "pass\n"})
     reference = _reference(base, {}, "torch")
-    ours = ScriptEnvironment.load(base, environ={})
+    ours = ScriptEnvironment.load(base, TrainingSettings.from_env({}))
     assert ours.num_gpus == 4
     assert build_command(ours, base / "code") == reference["command"]
     assert reference["command"][:5] == ["torchrun", "--nnodes", "2", "--nproc_per_node", "4"]
