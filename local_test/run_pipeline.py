@@ -278,7 +278,7 @@ def _fit_pytorch(session: PipelineSession, labelled: dict[str, Path], work: Path
                               entry_point=MLP_SCRIPT.name, source_dir=MLP_SCRIPT.parent, environment=MLP_ENVIRONMENT,
                               required_files=("model.pt", "pytorch-meta.json"))
     meta = json.loads((sdk_flows.extract_model(model, work / "pytorch-model") / "pytorch-meta.json").read_text())
-    print(f"      TorchScript model.pt: {meta['input_width']} inputs, torch {meta['torch_version']}, features "
+    print(f"      TorchScript model.pt: {meta['num_features']} inputs, torch {meta['torch_version']}, features "
           f"fingerprint {(meta['features_fingerprint'] or 'none')[:12]} ({time.monotonic() - started:.1f} s)",
           flush=True)
     return model

@@ -130,7 +130,7 @@ def test_the_model_records_the_features_it_was_trained_on(trained):
     meta = json.loads((trained.pytorch_dir / "pytorch-meta.json").read_text())
     fingerprint = json.loads((trained.preprocess_dir / "features.json").read_text())["fingerprint"]
     assert meta["features_fingerprint"] == fingerprint
-    assert meta["input_width"] == trained.labelled.shape[1] - 1
+    assert meta["num_features"] == trained.labelled.shape[1] - 1
 
 
 def test_json_orders_through_the_pipeline_score_as_the_fitted_transform_and_model(endpoint, reference):

@@ -49,7 +49,7 @@ def test_the_example_script_trains_in_script_mode_and_checkpoints(docker, image_
     result = train(docker, image_of("pytorch"), job)
     assert result.exit_code == 0, result.logs
     assert "train.py --epochs 8 --learning_rate 0.05" in result.logs and "epoch 7: train_loss=" in result.logs
-    assert json.loads((job.model_dir / "pytorch-meta.json").read_text())["input_width"] == WIDTH
+    assert json.loads((job.model_dir / "pytorch-meta.json").read_text())["num_features"] == WIDTH
     assert (job.root / "checkpoints" / "mlp-checkpoint.pt").is_file()
     assert _accuracy(job.model_dir) > 0.95
 

@@ -76,7 +76,7 @@ class PyTorchHandler(Handler):
         served = torch_model.load(model_dir, torch_model.worker_device(index), threads)
         log.info("worker %s: the model runs on %s with %d intra-op threads", "?" if index is None else index,
                  served.device, threads)
-        if served.input_width is not None:
+        if served.num_features is not None:
             self.warm_up(served)
         return served
 
@@ -84,7 +84,7 @@ class PyTorchHandler(Handler):
     def warm_up(served: ServedModel) -> None:
         """Predict a few zero rows before the worker reports ready; a model that fails here fails the load."""
         for rows in WARM_UP_ROWS:
-            output = served(torch.zeros(rows, served.input_width))
+            output = served(torch.zeros(rows, served.num_features))
             if not isinstance(output, torch.Tensor):
                 raise torch_model.ModelLoadError(
                     f"the model returns {type(output).__name__}, not a tensor: give an output_fn to encode it")
@@ -122,8 +122,8 @@ class PyTorchHandler(Handler):
 
     def predict(self, model: Any, data: torch.Tensor, context: RequestContext) -> Any:
         served = self.served(model)
-        if served.input_width is not None and data.shape[1] != served.input_width:
-            raise BadRequest(f"expected {served.input_width} features per row, received {data.shape[1]}")
+        if served.num_features is not None and data.shape[1] != served.num_features:
+            raise BadRequest(f"expected {served.num_features} features per row, received {data.shape[1]}")
         return served(data)
 
     def encode(self, prediction: Any, accept: str, context: RequestContext) -> bytes:

@@ -2,7 +2,7 @@
 
 File layout (what the example training script writes, and what the default loader reads):
 ``model.pt`` (TorchScript, ``torch.jit.save``; else the single ``*.pt``/``*.pth`` file) and optionally
-``pytorch-meta.json``: ``input_width`` (features per row: checked per request, enables the warm-up) and
+``pytorch-meta.json``: ``num_features`` (features per row: checked per request, enables the warm-up) and
 ``features_fingerprint`` (the preprocess model's, checked when a pipeline is assembled).
 """
 
@@ -87,9 +87,11 @@ def read_meta(model_dir: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
     meta = json.loads(path.read_text())
-    width = meta.get("input_width")
+    if "input_width" in meta:  # the name this image's first release wrote: such a model still loads
+        meta.setdefault("num_features", meta.pop("input_width"))
+    width = meta.get("num_features")
     if width is not None and (type(width) is not int or width < 1):
-        raise ModelLoadError(f"{path}: input_width must be a positive integer, not {width!r}")
+        raise ModelLoadError(f"{path}: num_features must be a positive integer, not {width!r}")
     return meta
 
 
@@ -117,15 +119,15 @@ class ServedModel:
     module: torch.nn.Module
     device: torch.device
     dtype: torch.dtype
-    input_width: int | None = None
+    num_features: int | None = None
     threads: int = 1
 
     @classmethod
-    def prepare(cls, module: torch.nn.Module, device: torch.device, input_width: int | None = None,
+    def prepare(cls, module: torch.nn.Module, device: torch.device, num_features: int | None = None,
                 threads: int = 1) -> ServedModel:
         """Once per model: eval mode and device placement (never per request)."""
         module = module.to(device).eval()
-        return cls(module, device, module_dtype(module), input_width, threads)
+        return cls(module, device, module_dtype(module), num_features, threads)
 
     def __call__(self, rows: torch.Tensor) -> torch.Tensor:
         use_threads(self.threads)
@@ -139,4 +141,4 @@ def load(model_dir: Path, device: torch.device, threads: int = 1) -> ServedModel
     meta = read_meta(model_dir)
     module = load_torchscript(path, device)
     log.info("loaded TorchScript %s on %s", path.name, device)
-    return ServedModel.prepare(module, device, meta.get("input_width"), threads)
+    return ServedModel.prepare(module, device, meta.get("num_features"), threads)

@@ -322,7 +322,7 @@ def test_a_fused_pytorch_model_scores_as_its_chained_pipeline(pair, tmp_path):
     torch.jit.script(torch.nn.Sequential(torch.nn.Linear(width, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))).save(
         str(model / "model.pt"))
     fingerprint = json.loads((preprocess / "features.json").read_text())["fingerprint"]
-    (model / "pytorch-meta.json").write_text(json.dumps({"input_width": width, "features_fingerprint": fingerprint}))
+    (model / "pytorch-meta.json").write_text(json.dumps({"num_features": width, "features_fingerprint": fingerprint}))
     fuse(preprocess, model, tmp_path / "fused.tar.gz")
     with tarfile.open(tmp_path / "fused.tar.gz") as tar:
         tar.extractall(tmp_path / "fused", filter="data")

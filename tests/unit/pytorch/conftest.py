@@ -35,5 +35,5 @@ class Affine(nn.Module):
 def scripted_dir(tmp_path: Path) -> Path:
     """A model directory as the example training writes it: TorchScript model.pt and pytorch-meta.json."""
     torch.jit.script(Affine()).save(str(tmp_path / "model.pt"))
-    (tmp_path / "pytorch-meta.json").write_text(f'{{"input_width": {WIDTH}}}')
+    (tmp_path / "pytorch-meta.json").write_text(f'{{"num_features": {WIDTH}}}')
     return tmp_path

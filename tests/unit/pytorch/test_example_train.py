@@ -54,7 +54,7 @@ def test_trains_on_label_first_csv_and_saves_torchscript_with_its_width(tmp_path
     assert result.returncode == 0, result.stderr
     assert "epoch 14: train_loss=" in result.stdout and "validation_loss=" in result.stdout
     meta = json.loads((tmp_path / "model" / "pytorch-meta.json").read_text())
-    assert meta["input_width"] == WIDTH and meta["features_fingerprint"] == "abc123"
+    assert meta["num_features"] == WIDTH and meta["features_fingerprint"] == "abc123"
     assert accuracy(tmp_path / "model", held_out) > 0.9
 
 
@@ -80,7 +80,7 @@ def test_refuses_a_checkpoint_of_another_width(tmp_path):
     write_labelled_csv(tmp_path / "train", 100, seed=4)
     checkpoints = tmp_path / "checkpoints"
     checkpoints.mkdir()
-    torch.save({"epoch": 0, "input_width": WIDTH + 1, "model": {}, "optimizer": {}},
+    torch.save({"epoch": 0, "num_features": WIDTH + 1, "model": {}, "optimizer": {}},
                checkpoints / "mlp-checkpoint.pt")
     result = run_script("--train", str(tmp_path / "train"), "--model-dir", str(tmp_path / "m"),
                         "--checkpoint-dir", str(checkpoints))

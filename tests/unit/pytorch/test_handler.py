@@ -101,7 +101,7 @@ def test_load_warms_up_and_predictions_are_checked_for_width(scripted_dir):
 
 
 def test_a_model_that_fails_the_warm_up_fails_the_load(scripted_dir):
-    (scripted_dir / "pytorch-meta.json").write_text('{"input_width": 3}')  # the model takes 5
+    (scripted_dir / "pytorch-meta.json").write_text('{"num_features": 3}')  # the model takes 5
     with pytest.raises(RuntimeError):
         PyTorchHandler().load(scripted_dir)
 
@@ -112,7 +112,7 @@ def test_a_model_returning_no_tensor_fails_the_warm_up(tmp_path):
             return rows, rows
 
     torch.jit.script(Pair()).save(str(tmp_path / "model.pt"))
-    (tmp_path / "pytorch-meta.json").write_text('{"input_width": 2}')
+    (tmp_path / "pytorch-meta.json").write_text('{"num_features": 2}')
     with pytest.raises(ModelLoadError, match="returns tuple, not a tensor: give an output_fn"):
         PyTorchHandler().load(tmp_path)
 

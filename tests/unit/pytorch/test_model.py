@@ -43,16 +43,21 @@ def test_threads_per_worker_share_the_cpus(workers, cpus, threads):
 
 def test_loads_torchscript_model_pt_in_eval_mode_with_its_width(scripted_dir):
     served = model.load(scripted_dir, torch.device("cpu"))
-    assert served.input_width == WIDTH and served.dtype == torch.float32
+    assert served.num_features == WIDTH and served.dtype == torch.float32
     assert not served.module.training
     out = served(torch.ones(2, WIDTH, dtype=torch.float64))
     assert out.dtype == torch.float32 and out.tolist() == [11.0, 11.0]
 
 
+def test_a_model_saved_with_the_first_releases_input_width_keeps_its_width(scripted_dir):
+    (scripted_dir / model.META_FILE).write_text(f'{{"input_width": {WIDTH}}}')
+    assert model.load(scripted_dir, torch.device("cpu")).num_features == WIDTH
+
+
 def test_loads_the_single_pth_file_when_there_is_no_model_pt(tmp_path):
     torch.jit.script(Affine()).save(str(tmp_path / "weights.pth"))
     served = model.load(tmp_path, torch.device("cpu"))
-    assert served.input_width is None
+    assert served.num_features is None
     assert served(torch.zeros(1, WIDTH)).tolist() == [1.0]
 
 
@@ -84,9 +89,9 @@ def test_an_eager_model_names_model_fn(tmp_path, saved):
 
 
 @pytest.mark.parametrize("width", [0, -3, 2.5, "5", True])
-def test_a_bad_input_width_is_refused(scripted_dir, width):
-    (scripted_dir / model.META_FILE).write_text(f'{{"input_width": {__import__("json").dumps(width)}}}')
-    with pytest.raises(ModelLoadError, match="input_width must be a positive integer"):
+def test_a_bad_num_features_is_refused(scripted_dir, width):
+    (scripted_dir / model.META_FILE).write_text(f'{{"num_features": {__import__("json").dumps(width)}}}')
+    with pytest.raises(ModelLoadError, match="num_features must be a positive integer"):
         model.load(scripted_dir, torch.device("cpu"))
 
 

@@ -51,6 +51,13 @@ def test_the_width_is_checked_without_a_fingerprint(models):
         check_pipeline(_read(models["pre"], models["wider"]))
 
 
+def test_a_pytorch_model_of_another_width_is_refused(tmp_path, models):
+    """The PyTorch image's example records its width as every model image does (``num_features``)."""
+    torch_model = _folder(tmp_path / "torch", {"pytorch-meta.json": {"num_features": 5}})
+    with pytest.raises(PipelineMismatchError, match=r"rows of 5 features \(pytorch-meta.json num_features\)"):
+        check_pipeline(_read(models["pre"], torch_model))
+
+
 def test_a_fingerprint_that_differs_is_refused(models):
     with pytest.raises(PipelineMismatchError, match=r"fingerprint f2 .* fingerprint f1"):
         check_pipeline(_read(models["pre"], models["other"]))

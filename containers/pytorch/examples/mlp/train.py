@@ -6,7 +6,7 @@ read. An optional ``features`` channel holds the preprocess model's ``features.j
 recorded, so a pipeline refuses to pair this model with a different preprocess model.
 
 Output (``SM_MODEL_DIR``): ``model.pt``, TorchScript returning the probability of the positive class per
-row, and ``pytorch-meta.json`` (``input_width``, ``features_fingerprint``): what the PyTorch image serves.
+row, and ``pytorch-meta.json`` (``num_features``, ``features_fingerprint``): what the PyTorch image serves.
 
 Checkpoints: with ``/opt/ml/checkpoints`` present (SageMaker's ``checkpoint_s3_uri``) or ``--checkpoint-dir``,
 every epoch is saved there and a restarted job resumes after the last saved epoch.
@@ -138,8 +138,8 @@ def main(argv: list[str] | None = None) -> None:
     checkpoint = Path(args.checkpoint_dir) / CHECKPOINT_FILE if args.checkpoint_dir else None
     if checkpoint is not None and checkpoint.is_file():
         state = torch.load(checkpoint, map_location=device)
-        if state["input_width"] != width:
-            raise SystemExit(f"{checkpoint} is for {state['input_width']} features, the data has {width}")
+        if state["num_features"] != width:
+            raise SystemExit(f"{checkpoint} is for {state['num_features']} features, the data has {width}")
         mlp.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start = state["epoch"] + 1
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> None:
             print(line, flush=True)
             if checkpoint is not None:
                 checkpoint.parent.mkdir(parents=True, exist_ok=True)
-                save_atomically({"epoch": epoch, "input_width": width, "model": mlp.state_dict(),
+                save_atomically({"epoch": epoch, "num_features": width, "model": mlp.state_dict(),
                                  "optimizer": optimizer.state_dict()}, checkpoint)
     if rank == 0:
         save_model(mlp, width, args)
@@ -187,7 +187,7 @@ def save_model(mlp: MLP, width: int, args: argparse.Namespace) -> None:
         features_json = Path(args.features) / "features.json"
         if features_json.is_file():
             fingerprint = json.loads(features_json.read_text()).get("fingerprint")
-    meta = {"input_width": width, "features_fingerprint": fingerprint, "torch_version": torch.__version__}
+    meta = {"num_features": width, "features_fingerprint": fingerprint, "torch_version": torch.__version__}
     (model_dir / "pytorch-meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     print(f"saved {model_dir / 'model.pt'} ({width} inputs)", flush=True)
 
