@@ -23,8 +23,10 @@ by ``SMKIT_MAX_MISSING_FIELDS`` / ``SMKIT_UNKNOWN_FIELDS`` (``serving_common.set
 
 Speed: what depends only on a record's field names and value types (objects where values are expected, unknown
 fields, where each input field lies, which input fields are absent or null) is worked out once per record
-*shape* (``flatten.shape``) and remembered (:meth:`RecordChecker.values`); per record there remains the
-shape's key, gathering its values and the blank/NaN test of the input fields that hold a string or a float.
+*shape* (``flatten.shape``), the second time the shape is met, and remembered (:meth:`RecordChecker.values`;
+records whose keys vary, a map of ids for instance, so never pay for working out verdicts used once); per
+record there remains the shape's key, gathering its values and the blank/NaN test of the input fields that
+hold a string or a float.
 A record whose shape is refused, or that has too many missing fields, is checked record by record by
 :meth:`RecordChecker.check`, which raises the one message for it: the remembered verdicts only let good records
 through faster, they never word an error.
@@ -56,6 +58,7 @@ _SHOWN = 5
 MAX_SHAPES = 512
 _NONE = type(None)
 _UNSEEN = object()
+_SEEN_ONCE = object()  # a shape met once: its plan is made the second time (unique shapes never pay for one)
 
 
 @dataclass(frozen=True)
@@ -149,7 +152,7 @@ class RecordChecker:
         self.tolerated = (len(self.inputs) - 1 if rules.max_missing_fields is None
                           else min(rules.max_missing_fields, len(self.inputs)))
         self._logged: set[str] = set()
-        self._plans: dict[tuple, _ShapePlan | None] = {}
+        self._plans: dict[tuple, Any] = {}  # shape -> _ShapePlan, None (record by record) or _SEEN_ONCE
 
     def records(self, records: Sequence[Any]) -> list[Mapping[str, Any]]:
         """``records`` flattened (as the transform reads them), each checked; FeatureError names the first
@@ -185,8 +188,10 @@ class RecordChecker:
             if type(record) is dict:
                 plan = plans.get(key := shape(record), _UNSEEN)
                 if plan is _UNSEEN:
+                    self._remember(key, _SEEN_ONCE)
+                elif plan is _SEEN_ONCE:
                     plan = self._plan(record, key)
-                if plan is not None:
+                if plan.__class__ is _ShapePlan:
                     values = plan.layout.values(record)
                     values.append(None)  # where absent input fields are picked from
                     row = plan.pick(values)
@@ -205,8 +210,9 @@ class RecordChecker:
         return rows
 
     def _plan(self, record: dict, key: tuple) -> _ShapePlan | None:
-        """The plan of ``record``'s shape (remembered under ``key``); None when its records are checked one by
-        one: the shape has no layout, holds an object in an input field, or fails a check whatever its values."""
+        """The plan of ``record``'s shape, met for the second time (remembered under ``key``); None when its
+        records are checked one by one: the shape has no layout, holds an object in an input field, or fails a
+        check whatever its values."""
         plan = None
         layout = Layout.of(record)
         if layout is not None:
@@ -222,10 +228,13 @@ class RecordChecker:
                 plan = _ShapePlan(layout, _picker(positions), missing,
                                   tuple(i for i, kind in enumerate(kinds) if kind is str),
                                   tuple(i for i, kind in enumerate(kinds) if kind is float), unknown)
+        self._remember(key, plan)
+        return plan
+
+    def _remember(self, key: tuple, plan: Any) -> None:
         if len(self._plans) >= MAX_SHAPES:
             self._plans.clear()
         self._plans[key] = plan
-        return plan
 
     def check(self, record: Mapping[str, Any], index: int) -> None:
         """One flattened record (see :meth:`records`)."""

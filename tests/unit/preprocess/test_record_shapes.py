@@ -177,6 +177,22 @@ def test_keys_equal_to_known_ones_but_not_str_are_not_taken_for_them(fitted):
         fitted.transform_records([odd])
 
 
+def plans(fitted: FittedFeatures) -> list:
+    return [plan for plan in fitted._checker._plans.values() if isinstance(plan, validation._ShapePlan)]
+
+
+def test_a_shape_met_twice_is_remembered_and_records_of_varying_keys_never_pay_for_it(fitted):
+    fitted = with_rules(fitted, RecordRules())
+    first = fitted.transform_records([dict(GOOD)])
+    assert plans(fitted) == []  # met once: checked record by record
+    np.testing.assert_array_equal(fitted.transform_records([dict(GOOD), dict(GOOD)]), np.vstack([first, first]))
+    assert len(plans(fitted)) == 1  # the batches of this file go through the remembered verdict
+    fitted = with_rules(fitted, RecordRules())
+    varying = [{**GOOD, "customer": {**GOOD["customer"], f"tag{i}": 1}} for i in range(50)]
+    assert same(answer(fitted.transform_records, varying), record_by_record(fitted, varying))
+    assert plans(fitted) == []
+
+
 def test_more_shapes_than_remembered_still_answer_alike(fitted, monkeypatch):
     monkeypatch.setattr(validation, "MAX_SHAPES", 4)
     fitted = with_rules(fitted, RecordRules())
