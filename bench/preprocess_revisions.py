@@ -41,6 +41,7 @@ import sys
 import tarfile
 import tempfile
 import time
+import timeit
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -175,6 +176,19 @@ def rate(revision: Revision, body: bytes, seconds: float) -> float:
                 return count / (now - begin)
 
 
+def stages(revision: Revision, body: bytes) -> list[float]:
+    """CPU µs of the handler's decode, predict and encode of ``body`` (best of 5 x 50)."""
+    handler, context, model = revision.handler, revision.context, revision.model
+    with revision.active():
+        data = handler.decode(body, revision.media_type, context)
+        prediction = handler.predict(model, data, context)
+        calls = [lambda: handler.decode(body, revision.media_type, context),
+                 lambda: handler.predict(model, data, context),
+                 lambda: handler.encode(prediction, context.accept, context)]
+        return [min(timeit.Timer(call, timer=time.process_time).repeat(number=50, repeat=5)) / 50 * 1e6
+                for call in calls]
+
+
 def bodies() -> tuple[bytes, bytes]:
     """The single-record and the 100-record JSON body (the orders preprocess_image.py sends)."""
     live = make_orders(BATCH, seed=7)
@@ -225,6 +239,11 @@ def in_process(revisions: list[Revision], rounds: int, seconds: float, profile: 
           f"median of {rounds} rounds")
     print(table(["request", "revision", "records/s", "µs/request", "range records/s",
                  f"vs {revisions[0].name}"], rows))
+    step(f"where a {BATCH}-record request's CPU time goes (best of 5 x 50 requests, µs)")
+    rows = []
+    for revision in revisions:
+        rows.append([f"{revision.name} ({revision.sha})", *(f"{part:,.0f}" for part in stages(revision, batch))])
+    print(table(["revision", "decode", "predict", "encode (CSV)"], rows))
     if profile:
         chosen = next(r for r in revisions if profile in (r.name, r.sha))
         profiler = cProfile.Profile()
@@ -330,22 +349,25 @@ def report_images(revisions: list[Revision], names: list[str], results: dict[tup
     sha = {r.name: r.sha for r in revisions}
     rows = []
     for load in loads:
-        base = None
+        base = base_cpu = None
         for name in names:
             runs = results[(load, name)]
             if "paced" in load:
                 p99 = statistics.median(r.p99_ms for r in runs if r.p99_ms is not None)
                 rows.append([load, f"{name} ({sha[name]})", f"p99 {p99:.2f} ms",
-                             f"{statistics.median(r.rps for r in runs):,.0f} req/s", ""])
+                             f"{statistics.median(r.rps for r in runs):,.0f} req/s", "", ""])
                 continue
             rps = statistics.median(r.rps for r in runs)
             records = statistics.median(r.records_per_s for r in runs)
             base = base or records
             cpu = statistics.median(r.cpu_ms_per_request() or 0.0 for r in runs)
+            base_cpu = base_cpu or cpu
             rows.append([load, f"{name} ({sha[name]})", f"{rps:,.0f} req/s = {records:,.0f} records/s",
-                         f"server CPU {cpu:.3f} ms/request", f"{records / base:.2f}x"])
-    print("\nImages, 2 workers, wrk on the same cores (median over rounds)")
-    print(table(["load", "revision", "throughput / p99", "detail", f"vs {names[0]}"], rows))
+                         f"server CPU {cpu:.3f} ms/request", f"{records / base:.2f}x",
+                         f"{base_cpu / cpu:.2f}x" if cpu else ""])
+    print("\nImages, 2 workers, wrk on the same cores (median over rounds; on a busy machine the CPU per request "
+          "is the steadier figure)")
+    print(table(["load", "revision", "throughput / p99", "detail", f"vs {names[0]}", "vs, by CPU/request"], rows))
 
 
 def main(argv: list[str] | None = None) -> int:
