@@ -31,6 +31,7 @@ import os
 import zipfile
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
+from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -170,6 +171,27 @@ def get_record(record: Any, index: int) -> Mapping[str, Any]:
     return record
 
 
+#: Value types numpy reads exactly as to_number does (None: NaN, booleans 1/0, ints rounded alike; an int too
+#: large for a float raises OverflowError and an infinite float stays infinite: to_number refuses both).
+_PLAIN_NUMBERS = frozenset({float, int, bool, type(None)})
+
+
+def plain_numbers(rows: Sequence[Sequence[Any]], width: int) -> np.ndarray | None:
+    """The first ``width`` values of every row as a float64 array, in one numpy call, when every one is a
+    float, int, bool or None that :func:`to_number` reads without error (the array is then exactly its
+    values); else None: the rows are read value by value, and the first bad value named."""
+    numbers_ = [row[:width] for row in rows]
+    if not set(map(type, chain.from_iterable(numbers_))) <= _PLAIN_NUMBERS:
+        return None
+    try:
+        array = np.array(numbers_, dtype=np.float64)
+    except OverflowError:
+        return None
+    if np.isinf(array).any():
+        return None
+    return array
+
+
 def check_row(row: Any, index: int, width: int, columns: Sequence[str]) -> Sequence[Any]:
     """``row`` when it is a sequence of ``width`` values (spec.input_columns order), else FeatureError."""
     if isinstance(row, (str, bytes, Mapping)) or not hasattr(row, "__len__"):
@@ -231,27 +253,39 @@ class CompiledTransform:
             cats.append([to_category(get(name), name, index) for name in categorical])
         return nums, cats
 
-    def _read_rows(self, rows: Sequence[Any]) -> tuple[list[list[float]], list[list[str | None]]]:
+    def _read_rows(self, rows: Sequence[Any], unit: str = "row") -> tuple[Any, list[list[str | None]]]:
+        """Rows in ``input_columns`` order -> numeric values (lists, or an array) and categories. ``unit``
+        "record": rows of checked records' input values (``RecordChecker.values``), of the right width."""
         numeric, categorical, columns = self.numeric, self.categorical, self.input_columns
         width, n_num = len(columns), len(numeric)
+        if unit == "record" and len(rows) > 1 and n_num:
+            plain = plain_numbers(rows, n_num)
+            if plain is not None:  # every number readable: only categories can be refused
+                cats = []
+                for index, row in enumerate(rows):
+                    cats.append([value if value.__class__ is str and value  # to_category's common case, inlined
+                                 else to_category(value, categorical[i], index, unit)
+                                 for i, value in enumerate(row[n_num:])])
+                return plain, cats
         nums, cats = [], []
         for index, row in enumerate(rows):
-            row = check_row(row, index, width, columns)
-            nums.append([to_number(row[i], numeric[i], index, "row") for i in range(n_num)])
-            cats.append([to_category(row[n_num + i], name, index, "row") for i, name in enumerate(categorical)])
+            if unit == "row":
+                row = check_row(row, index, width, columns)
+            nums.append([to_number(row[i], numeric[i], index, unit) for i in range(n_num)])
+            cats.append([to_category(row[n_num + i], name, index, unit) for i, name in enumerate(categorical)])
         return nums, cats
 
     # -- encoding -----------------------------------------------------------------------------------
 
-    def _encode(self, nums: list[list[float]], cats: list[list[str | None]]) -> np.ndarray:
-        n = len(nums)
+    def _encode(self, nums: list[list[float]] | np.ndarray, cats: list[list[str | None]]) -> np.ndarray:
+        n = len(cats)
         if n == 1:
             return self._encode_one(nums[0], cats[0])
         out = np.zeros((n, self.n_features_out), dtype=np.float64)
         if n == 0:
             return out
         if len(self._num_src):
-            x = np.array(nums, dtype=np.float64).reshape(n, -1)[:, self._num_src]
+            x = np.asarray(nums, dtype=np.float64).reshape(n, -1)[:, self._num_src]  # a copy: indexed
             missing = np.isnan(x)
             if missing.any():
                 x = np.where(missing, self._num_fill, x)
@@ -302,6 +336,11 @@ class CompiledTransform:
         if isinstance(rows, (str, bytes, Mapping)):
             raise FeatureError("expected a list of rows")
         return self._encode(*self._read_rows(rows))
+
+    def values(self, values: Sequence[Sequence[Any]]) -> np.ndarray:
+        """Transform records given as their input values (``RecordChecker.values``: ``input_columns`` order,
+        errors name the record) -> (n, n_features_out) float64."""
+        return self._encode(*self._read_rows(values, "record"))
 
     def probe_records(self) -> list[dict[str, Any]]:
         """Records exercising known categories (up to 256 records), an unknown one, missing values and

@@ -155,9 +155,10 @@ def records_to_array(records: Iterable[Mapping[str, Any]], spec: FeatureSpec) ->
     return _array(numeric, categorical, n)
 
 
-def rows_to_array(rows: Iterable[Sequence[Any]], spec: FeatureSpec) -> np.ndarray:
+def rows_to_array(rows: Iterable[Sequence[Any]], spec: FeatureSpec, unit: str = "row") -> np.ndarray:
     """Rows in ``spec.input_columns`` order (e.g. headerless CSV, all strings; "" = missing) -> the
-    object array of :func:`records_to_array`."""
+    object array of :func:`records_to_array`. ``unit`` "record": checked records' input values
+    (``RecordChecker.values``), errors naming the record."""
     if isinstance(rows, (str, bytes, Mapping)):
         raise FeatureError("expected a list of rows")
     columns = spec.input_columns
@@ -166,11 +167,12 @@ def rows_to_array(rows: Iterable[Sequence[Any]], spec: FeatureSpec) -> np.ndarra
     categorical: list[list[str | None]] = [[] for _ in spec.categorical]
     n = 0
     for index, row in enumerate(rows):
-        row = check_row(row, index, len(columns), columns)
+        if unit == "row":
+            row = check_row(row, index, len(columns), columns)
         for i, (name, column) in enumerate(zip(spec.numeric, numeric, strict=True)):
-            column.append(to_number(row[i], name, index, "row"))
+            column.append(to_number(row[i], name, index, unit))
         for i, (name, column) in enumerate(zip(spec.categorical, categorical, strict=True)):
-            column.append(to_category(row[n_num + i], name, index, "row"))
+            column.append(to_category(row[n_num + i], name, index, unit))
         n += 1
     return _array(numeric, categorical, n)
 
@@ -448,10 +450,10 @@ class FittedFeatures:
 
     def transform_records(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """Records (nested or flattened) -> (n, n_features_out) float64."""
-        records = self.checked(records)
+        values = self._checker.values(self.extract(records))
         if self._compiled is not None:
-            return self._compiled.records(records)
-        return self._sklearn(records_to_array(records, self.spec))
+            return self._compiled.values(values)
+        return self._sklearn(rows_to_array(values, self.spec, "record"))
 
     def transform_rows(self, rows: Sequence[Sequence[Any]]) -> np.ndarray:
         """Rows in ``spec.input_columns`` order (e.g. headerless CSV) -> (n, n_features_out) float64.
@@ -465,7 +467,7 @@ class FittedFeatures:
 
     def transform_records_sklearn(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """Like :meth:`transform_records`, always through scikit-learn (the reference)."""
-        return self._sklearn(records_to_array(self.checked(records), self.spec))
+        return self._sklearn(rows_to_array(self._checker.values(self.extract(records)), self.spec, "record"))
 
     def transform_rows_sklearn(self, rows: Sequence[Sequence[Any]]) -> np.ndarray:
         """Like :meth:`transform_rows`, always through scikit-learn (the reference)."""

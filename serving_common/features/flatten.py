@@ -14,13 +14,18 @@ tests/unit/preprocess/test_flatten.py):
   never silently missing.
 
 Stdlib only and imported on every request: the common record, with no object inside, costs one pass over
-its values (:func:`has_objects`).
+its values (:func:`has_objects`). Records of one *shape* (:func:`shape`: the same keys and value types, nested
+objects alike) flatten to the same names in the same places: :class:`Layout` works those places out once per
+shape (checked against :func:`flatten`), so a batch of records of one shape is flattened once, not per record.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+
+__all__ = ["NESTED_OBJECT", "DuplicateField", "Layout", "NestedObject", "flatten", "has_objects", "is_object",
+           "shape"]
 
 
 class DuplicateField(ValueError):
@@ -80,3 +85,92 @@ def _flatten_into(out: dict[str, Any], mapping: Mapping, prefix: str) -> None:
             _flatten_into(out, value, name + ".")
         else:
             out[name] = value
+
+
+# --------------------------------------------------------------------------------------------------
+# shapes: flattening worked out once for every record of the same keys and value types
+
+# The value types a Layout knows (what JSON decodes to; dict: an object, flattened). A record holding any other
+# value type or a key that is not a str gets no layout: it is flattened by flatten(), record by record.
+_JSON_TYPES = frozenset({str, int, float, bool, type(None), list, dict})
+
+
+def shape(record: dict) -> tuple:
+    """A key equal for two records (plain dicts) exactly when they have the same keys (by value and
+    type) in the same order and the same value types, recursively inside their ``dict`` values: records of
+    one shape flatten to the same names, each taken from the same place (:class:`Layout`)."""
+    values = record.values()
+    types = tuple(map(type, values))
+    key = (tuple(record), tuple(map(type, record)), types)
+    if dict in types:
+        return (*key, *[shape(value) for value in values if type(value) is dict])
+    return key
+
+
+class Layout:
+    """Where each flattened field of the records of one :func:`shape` lies.
+
+    :meth:`values` lists a record's values in the order of :attr:`names` (an object's own place holds the
+    ``dict``; :func:`flatten` puts :data:`NESTED_OBJECT` there): every value of the record itself, then
+    those of each ``dict`` found, in order. :attr:`types` are the values' types, the same for every record of
+    the shape.
+    """
+
+    __slots__ = ("expand", "names", "types")
+
+    def __init__(self, names: tuple[str, ...], types: tuple[type, ...], expand: tuple[int, ...]) -> None:
+        self.names = names
+        self.types = types
+        self.expand = expand  # positions (in values()) of the dicts whose values are appended, in order
+
+    @classmethod
+    def of(cls, record: dict) -> Layout | None:
+        """The layout of ``record``'s shape; None when it has none (a key that is not a str, a value type
+        outside JSON's, a name arising twice: :func:`flatten` decides those record by record)."""
+        if type(record) is not dict:
+            return None
+        names: list[str] = []
+        values: list[Any] = []
+        expand: list[int] = []
+
+        def add(mapping: dict, prefix: str) -> bool:
+            for key, value in mapping.items():
+                if type(key) is not str or type(value) not in _JSON_TYPES:
+                    return False
+                names.append(prefix + key)
+                values.append(value)
+            return True
+
+        if not add(record, ""):
+            return None
+        position = 0
+        while position < len(values):
+            if type(values[position]) is dict:
+                expand.append(position)
+                if not add(values[position], names[position] + "."):
+                    return None
+            position += 1
+        layout = cls(tuple(names), tuple(map(type, values)), tuple(expand))
+        if len(set(names)) != len(names):
+            return None
+        # the one flattening decides: the layout must place every field of flatten()'s record exactly there
+        try:
+            flat = flatten(record, mark_objects=True)
+        except DuplicateField:
+            return None
+        gathered = layout.values(record)
+        if len(flat) != len(names) or any(
+                flat.get(name, _ABSENT) is not (NESTED_OBJECT if type(value) is dict else value)
+                for name, value in zip(names, gathered, strict=True)):
+            return None  # never expected: then flatten() alone serves this shape
+        return layout
+
+    def values(self, record: dict) -> list[Any]:
+        """``record``'s values in the order of :attr:`names` (``record`` has this layout's shape)."""
+        values = [*record.values()]
+        for position in self.expand:
+            values.extend(values[position].values())
+        return values
+
+
+_ABSENT = object()

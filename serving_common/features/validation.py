@@ -20,18 +20,29 @@ so for real-time requests and batch transform (``SMKIT_RECORD_ERRORS=line`` incl
 
 The rules are hyperparameters at training (stored in ``features.json``) and can be overridden at serving
 by ``SMKIT_MAX_MISSING_FIELDS`` / ``SMKIT_UNKNOWN_FIELDS`` (``serving_common.settings``).
+
+Speed: what depends only on a record's field names and value types (objects where values are expected, unknown
+fields, where each input field lies, which input fields are absent or null) is worked out once per record
+*shape* (``flatten.shape``), the second time the shape is met, and remembered (:meth:`RecordChecker.values`;
+records whose keys vary, a map of ids for instance, so never pay for working out verdicts used once); per
+record there remains the shape's key, gathering its values and the blank/NaN test of the input fields that
+hold a string or a float.
+A record whose shape is refused, or that has too many missing fields, is checked record by record by
+:meth:`RecordChecker.check`, which raises the one message for it: the remembered verdicts only let good records
+through faster, they never word an error.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from operator import itemgetter
 from typing import Any
 
 from ..settings import UNKNOWN_FIELD_POLICIES
 from .fast_transform import FeatureError, get_record
-from .flatten import NESTED_OBJECT
+from .flatten import NESTED_OBJECT, Layout, flatten, shape
 
 logger = logging.getLogger("preprocess")
 
@@ -43,6 +54,11 @@ MAX_KNOWN_FIELDS = 10_000
 #: Distinct unknown field names a worker logs before it stops logging them.
 _MAX_LOGGED = 100
 _SHOWN = 5
+#: Record shapes a checker remembers its verdict for; past this many distinct shapes it starts over.
+MAX_SHAPES = 512
+_NONE = type(None)
+_UNSEEN = object()
+_SEEN_ONCE = object()  # a shape met once: its plan is made the second time (unique shapes never pay for one)
 
 
 @dataclass(frozen=True)
@@ -99,6 +115,24 @@ def _kind(value: Any) -> str:
     return "an object" if value is NESTED_OBJECT else names.get(type(value), "a number")
 
 
+@dataclass(frozen=True, slots=True)
+class _ShapePlan:
+    """The checks' verdict on one record shape that passes them, and where its input fields lie."""
+
+    layout: Layout
+    pick: Callable[[list[Any]], tuple[Any, ...]]  # the layout's values (+ None for absent) -> the input values
+    missing_at_least: int  # input fields absent or null in every record of the shape
+    maybe_blank: tuple[int, ...]  # positions (in the input values) of strings: missing if blank
+    maybe_nan: tuple[int, ...]  # positions of floats: missing if NaN
+    unknown: list[str]  # unknown fields to log (unknown_fields=warn)
+
+
+def _picker(positions: list[int]) -> Callable[[list[Any]], tuple[Any, ...]]:
+    if len(positions) > 1:
+        return itemgetter(*positions)
+    return lambda values: tuple(values[position] for position in positions)
+
+
 class RecordChecker:
     """Applies :class:`RecordRules` to records, given the model's input fields and the fields it knows."""
 
@@ -118,6 +152,7 @@ class RecordChecker:
         self.tolerated = (len(self.inputs) - 1 if rules.max_missing_fields is None
                           else min(rules.max_missing_fields, len(self.inputs)))
         self._logged: set[str] = set()
+        self._plans: dict[tuple, Any] = {}  # shape -> _ShapePlan, None (record by record) or _SEEN_ONCE
 
     def records(self, records: Sequence[Any]) -> list[Mapping[str, Any]]:
         """``records`` flattened (as the transform reads them), each checked; FeatureError names the first
@@ -141,27 +176,100 @@ class RecordChecker:
                 if len(missing) > self.tolerated:
                     self._too_many_missing({}, index, missing, "row")
 
+    def values(self, records: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """Each record's values of the input fields (``input_columns`` order; an object's place holds
+        :data:`NESTED_OBJECT`), each record checked: the same errors, and the same first one, as
+        :meth:`records` (the transform reads these values where it would read the flattened records)."""
+        if isinstance(records, Mapping):
+            raise FeatureError("expected a list of records, got a single object")
+        plans, tolerated, inputs = self._plans, self.tolerated, self.inputs
+        rows = []
+        for index, record in enumerate(records):
+            if type(record) is dict:
+                plan = plans.get(key := shape(record), _UNSEEN)
+                if plan is _UNSEEN:
+                    self._remember(key, _SEEN_ONCE)
+                elif plan is _SEEN_ONCE:
+                    plan = self._plan(record, key)
+                if plan.__class__ is _ShapePlan:
+                    values = plan.layout.values(record)
+                    values.append(None)  # where absent input fields are picked from
+                    row = plan.pick(values)
+                    missing = plan.missing_at_least
+                    if missing + len(plan.maybe_blank) + len(plan.maybe_nan) > tolerated:
+                        missing += sum(1 for i in plan.maybe_blank if not row[i].strip())
+                        missing += sum(1 for i in plan.maybe_nan if row[i] != row[i])
+                    if missing <= tolerated:
+                        if plan.unknown:
+                            self._unknown(index, plan.unknown)
+                        rows.append(row)
+                        continue
+            flat = get_record(record, index)  # record by record: check() refuses it, naming the record
+            self.check(flat, index)
+            rows.append(tuple(map(flat.get, inputs)))
+        return rows
+
+    def _plan(self, record: dict, key: tuple) -> _ShapePlan | None:
+        """The plan of ``record``'s shape, met for the second time (remembered under ``key``); None when its
+        records are checked one by one: the shape has no layout, holds an object in an input field, or fails a
+        check whatever its values."""
+        plan = None
+        layout = Layout.of(record)
+        if layout is not None:
+            place = {name: position for position, name in enumerate(layout.names)}
+            positions = [place.get(name, len(place)) for name in self.inputs]  # len(place): the None appended
+            types = [*layout.types, _NONE]
+            kinds = [types[position] for position in positions]
+            flat = flatten(record, mark_objects=True)  # Layout.of saw it flatten
+            unknown = self._unknown_fields(flat)
+            missing = kinds.count(_NONE)
+            if (dict not in kinds and self._object_problem(flat) is None and missing <= self.tolerated
+                    and not (unknown and self.rules.unknown_fields == "error")):
+                plan = _ShapePlan(layout, _picker(positions), missing,
+                                  tuple(i for i, kind in enumerate(kinds) if kind is str),
+                                  tuple(i for i, kind in enumerate(kinds) if kind is float), unknown)
+        self._remember(key, plan)
+        return plan
+
+    def _remember(self, key: tuple, plan: Any) -> None:
+        if len(self._plans) >= MAX_SHAPES:
+            self._plans.clear()
+        self._plans[key] = plan
+
     def check(self, record: Mapping[str, Any], index: int) -> None:
         """One flattened record (see :meth:`records`)."""
         get = record.get
         # an object in an input field is refused as the transform reads it, naming the field
         missing = [name for name in self.inputs if (value := get(name)) is None  # _missing, inlined (per record)
                    or (value.__class__ is str and not value.strip()) or (value.__class__ is float and value != value)]
+        problem = self._object_problem(record)
+        if problem is not None:
+            raise FeatureError(f"record {index}: {problem}")
+        if len(missing) > self.tolerated:
+            self._too_many_missing(record, index, missing)
+        unknown = self._unknown_fields(record)
+        if unknown:
+            self._unknown(index, unknown)
+
+    def _object_problem(self, record: Mapping[str, Any]) -> str | None:
+        """What is wrong with a flattened record where the model reads an object's fields, if anything."""
+        get = record.get
         for parent, names in self.objects.items():
             value = get(parent)
             if value is not None and value is not NESTED_OBJECT:
-                raise FeatureError(f"record {index}: field {parent!r}: expected an object (with "
-                                   f"{', '.join(names[:_SHOWN])}), got {_kind(value)}")
-        if len(missing) > self.tolerated:
-            self._too_many_missing(record, index, missing)
-        if self.rules.unknown_fields != "ignore":
-            known = self.known
-            unknown = [name for name in record if name not in known]
-            if unknown:  # rare: then leave out objects and what lies inside a wrong value (refused as read)
-                unknown = [name for name in unknown if record[name] is not NESTED_OBJECT
-                           and not any(parent in self._input_set for parent in _ancestors(name))]
-            if unknown:
-                self._unknown(index, unknown)
+                return f"field {parent!r}: expected an object (with {', '.join(names[:_SHOWN])}), got {_kind(value)}"
+        return None
+
+    def _unknown_fields(self, record: Mapping[str, Any]) -> list[str]:
+        """The fields of a flattened record the model does not know ([] with unknown_fields=ignore)."""
+        if self.rules.unknown_fields == "ignore":
+            return []
+        known = self.known
+        unknown = [name for name in record if name not in known]
+        if unknown:  # rare: then leave out objects and what lies inside a wrong value (refused as read)
+            unknown = [name for name in unknown if record[name] is not NESTED_OBJECT
+                       and not any(parent in self._input_set for parent in _ancestors(name))]
+        return unknown
 
     def _too_many_missing(self, record: Mapping[str, Any], index: int, missing: list[str],
                           unit: str = "record") -> None:
