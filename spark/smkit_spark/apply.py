@@ -30,6 +30,7 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
+from .columnar import Columnar
 from .model import ModelFiles, read_model
 from .runtime import CSV, BadRequest, PreprocessHandler, ship_runtime
 
@@ -85,10 +86,15 @@ def _decode_lines(lines: Sequence[str | None], files: Sequence[str | None]) -> t
     return records, texts, sources
 
 
-def _csv_lines(body: bytes) -> list[str]:
-    """The lines of a CSV response (one per row; the last one's line break, if written, dropped)."""
-    text = body.decode()
-    return (text[:-1] if text.endswith("\n") else text).split("\n")
+def _csv_lines(body: bytes, n: int) -> pa.Array:
+    """The ``n`` lines of a CSV response (each ended by its line break) as strings without it: the body's
+    bytes less its line breaks, cut at them (no Python string per line)."""
+    data = np.frombuffer(body, dtype=np.uint8)
+    breaks = np.flatnonzero(data == 10)
+    if len(breaks) != n or (n and breaks[-1] != len(data) - 1):
+        raise RuntimeError(f"the CSV encoder wrote {len(breaks)} lines for {n} rows")  # never expected
+    offsets = (np.concatenate([[0], breaks + 1]) - np.arange(n + 1)).astype(np.int32)
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(np.delete(data, breaks)))
 
 
 def _record_text(record: Any) -> str:
@@ -132,10 +138,24 @@ class _Job:
     csv: bool
 
 
+def _columnar(columnar: Columnar, batch: pa.RecordBatch, text_input: bool) -> np.ndarray | None:
+    """The batch's rows by the columnar path, or None: the per-record path decides (see :mod:`.columnar`)."""
+    if text_input:
+        table = columnar.parse_json(batch.column("value"))
+        return None if table is None else columnar.transform(table, from_json=True)
+    return columnar.transform(batch, from_json=False)
+
+
 def _run(job: _Job, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
     model = job.model.value.load()
     handler = _handler(job.label)
+    columnar = Columnar(model, job.label)
     for batch in batches:
+        matrix = _columnar(columnar, batch, job.text_input) if batch.num_rows else None
+        if matrix is not None:
+            if len(matrix):
+                yield _output_batch(job, handler, matrix, [], [], None, None)
+            continue
         if job.text_input:
             columns = batch.to_pydict()
             records, texts, sources = _decode_lines(columns["value"], columns[SOURCE_COLUMN])
@@ -160,10 +180,8 @@ def _output_batch(job: _Job, handler: PreprocessHandler, matrix: np.ndarray | No
     n = n_good + len(bad)
     arrays: list[pa.Array] = []
     if job.csv:
-        lines = _csv_lines(handler.encode(matrix, CSV, None)) if n_good else []
-        if len(lines) != n_good:
-            raise RuntimeError(f"the CSV encoder wrote {len(lines)} lines for {n_good} rows")  # never expected
-        arrays.append(pa.array(lines + [None] * len(bad), type=pa.string()))
+        lines = _csv_lines(handler.encode(matrix, CSV, None), n_good) if n_good else pa.array([], pa.string())
+        arrays.append(pa.concat_arrays([lines, pa.nulls(len(bad), pa.string())]) if bad else lines)
     values = matrix if matrix is not None else np.zeros((0, job.width))
     if bad:
         values = np.vstack([values, np.full((len(bad), job.width), np.nan)])
