@@ -1,15 +1,17 @@
 """Apply a fitted preprocess model on Spark: orders in, label + features out (CSV and Parquet).
 
-Executors run the preprocess image's own batch-transform step (``PreprocessHandler.predict`` and
-``encode``, hence its fast transform, the model's feature code and its record checks) on Arrow batches
-(``mapInArrow``): one call per batch of up to ``spark.sql.execution.arrow.maxRecordsPerBatch`` records,
-never a row-at-a-time UDF, never scikit-learn. The CSV lines are the bytes the image's batch transform
-writes with ``SMKIT_OUTPUT_LABEL=true`` (label first, no header); Parquet holds the same float64 values
-(label first, then one column per output column of ``features.json``: what the XGBoost image reads).
+Executors run the preprocess image's compiled fast transform on Arrow batches (``mapInArrow``): one call
+per batch of up to ``spark.sql.execution.arrow.maxRecordsPerBatch`` records, never a row-at-a-time UDF,
+never scikit-learn. A batch goes column by column (:mod:`.columnar`) when that path can prove it gives the
+per-record result; otherwise through the image's own batch-transform step (``PreprocessHandler.predict``:
+its record reading, the model's feature code and its record checks). Both end in the image's ``encode``:
+the CSV lines are the bytes the image's batch transform writes with ``SMKIT_OUTPUT_LABEL=true`` (label
+first, no header); Parquet holds the same float64 values (label first, then one column per output column
+of ``features.json``: what the XGBoost image reads).
 
 Input: a DataFrame (each row is a record; struct columns are nested objects), or a path of JSON Lines
-(read as text and parsed on the executors exactly as the image parses a JSON Lines request: one JSON
-document per ``\\n``-separated line, blank lines skipped) or of Parquet.
+(read as text, one JSON document per ``\\n``-separated line, blank lines skipped, as the image splits a
+JSON Lines request; parsed on the executors) or of Parquet.
 
 Bad records (invalid JSON, a value the transform cannot read, a missing label) follow the image's batch
 transform: by default the job fails naming the record and the reason (:class:`RecordError`); with
