@@ -21,9 +21,10 @@ goes through the per-record path, which then gives the image's result, error mes
 - a value the JSON texts can give differently to orjson and to Arrow: NaN / Infinity literals (Arrow
   accepts them, orjson refuses them), ``-0`` (orjson: the integer 0, Arrow: -0.0);
 - a DataFrame column of a type this path does not read (a string in a numeric field, decimals, dates...);
-- a record check that would refuse or log a record: too many missing input fields, a value where an object
-  is expected, fields the model does not know (``unknown_fields`` ``error`` or ``warn``: a field name in the
-  batch that is not known, even if only null);
+- a record check that would refuse a record: too many missing input fields, a value where an object is
+  expected, a field the model does not know with ``unknown_fields=error`` (a field name in the batch that is
+  not known, even if only null). With ``warn`` (the default) the per-record path scores such records and
+  logs the names: here too, through the record checker's own log;
 - a missing or non-finite label, or a non-finite feature.
 
 Records that are fine but unusual therefore cost per-record speed, never a different result.
@@ -84,6 +85,14 @@ def _leaves(array: pa.Array, field: pa.Field, prefix: str, out: dict[str, pa.Arr
                    for i, child in enumerate(children))
     out[path] = array
     return True
+
+
+def _first_valid(arrays: Sequence[pa.Array]) -> int:
+    """The first record holding a value in one of ``arrays`` (0 when all are null: a present null and an
+    absent field read alike in Arrow; the index only goes to the log)."""
+    firsts = [int(np.argmax(valid)) for array in arrays
+              if (valid := array.is_valid().to_numpy(zero_copy_only=False)).any()]
+    return min(firsts, default=0)
 
 
 class Columnar:
@@ -158,8 +167,13 @@ class Columnar:
             return None  # a value where the model reads an object of fields
         if any(name in objects for name in self.fields):
             return None  # an object where the model reads a value
-        if self.checker.rules.unknown_fields != "ignore" and not all(name in self.checker.known for name in columns):
-            return None  # the per-record path refuses or logs them
+        policy = self.checker.rules.unknown_fields
+        unknown = [] if policy == "ignore" else [name for name in columns if name not in self.checker.known]
+        if unknown:
+            if policy != "warn":
+                return None  # refused: the per-record path names the record
+            # warn: the per-record path scores the records and logs the names (the checker's own log)
+            self.checker._unknown(_first_valid([columns[name] for name in unknown]), unknown)
         missing = np.zeros(n, dtype=np.int64)
         numbers = np.full((n, len(self.numeric)), np.nan)
         for j, name in enumerate(self.numeric):

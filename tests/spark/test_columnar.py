@@ -5,6 +5,7 @@ leaves the batch to the per-record path. A clean batch must take it (else it is 
 from __future__ import annotations
 
 import json
+import logging
 import random
 
 import numpy as np
@@ -157,7 +158,7 @@ def test_odd_records_decline_or_agree(policy, change, why):
 
 
 @pytest.mark.parametrize(("change", "policy"), [('"amount": -0', "ignore"), ('"device": 7', "ignore"),
-                                                ('"new_field": null', "warn"), ('"new_field": 1', "error"),
+                                                ('"new_field": null', "error"), ('"new_field": 1', "error"),
                                                 ('"customer.age": 3', "ignore"), ('"amount": NaN', "ignore")])
 def test_what_the_columnar_path_cannot_prove_it_declines(change, policy):
     lines = _lines(20, 36)
@@ -232,3 +233,15 @@ def test_models_with_feature_code_never_take_it(tmp_path):
     model = FittedFeatures.fit(records, infer_spec(records, label="default", drop=["order_id"]), code=code,
                                extracted=True)
     assert not Columnar(model, True).usable
+
+
+@pytest.mark.parametrize(("change", "name"), [('"fresh_field": 1', "fresh_field"),
+                                              ('"customer": {"age": 3, "fresh_size": 44}', "customer.fresh_size")])
+def test_unknown_fields_with_warn_are_scored_and_logged(change, name, caplog):
+    # (names no other test uses: the checker logs each name once per process)
+    lines = _lines(20, 41)
+    lines[6] = _odd_line(change)
+    with caplog.at_level(logging.WARNING, logger="preprocess"):
+        fast = _columnar(MODELS["warn"], lines)
+    assert fast is not None and _same(fast, _per_record(MODELS["warn"], lines))
+    assert any(name in r.getMessage() and "record 6" in r.getMessage() for r in caplog.records)
