@@ -138,6 +138,7 @@ class _Job:
     text_input: bool
     width: int  # label + features
     csv: bool
+    values: bool  # the label and feature columns (not needed when only the CSV lines are written)
 
 
 def _columnar(columnar: Columnar, batch: pa.RecordBatch, text_input: bool) -> np.ndarray | None:
@@ -184,12 +185,13 @@ def _output_batch(job: _Job, handler: PreprocessHandler, matrix: np.ndarray | No
     if job.csv:
         lines = _csv_lines(handler.encode(matrix, CSV, None), n_good) if n_good else pa.array([], pa.string())
         arrays.append(pa.concat_arrays([lines, pa.nulls(len(bad), pa.string())]) if bad else lines)
-    values = matrix if matrix is not None else np.zeros((0, job.width))
-    if bad:
-        values = np.vstack([values, np.full((len(bad), job.width), np.nan)])
-    mask = np.arange(n) >= n_good  # bad rows: null features
-    for j in range(job.width):
-        arrays.append(pa.array(values[:, j], type=pa.float64(), mask=mask if bad else None))
+    if job.values:
+        values = matrix if matrix is not None else np.zeros((0, job.width))
+        if bad:
+            values = np.vstack([values, np.full((len(bad), job.width), np.nan)])
+        mask = np.arange(n) >= n_good  # bad rows: null features
+        for j in range(job.width):
+            arrays.append(pa.array(values[:, j], type=pa.float64(), mask=mask if bad else None))
     if job.errors_aside:
         arrays.append(pa.array([None] * n_good + [reason for _, reason in bad], type=pa.string()))
         bad_texts = [texts[i] if texts is not None else _record_text(records[i]) for i, _ in bad]
@@ -238,10 +240,11 @@ def read_orders(spark: SparkSession, data: DataFrame | str | Path, input_format:
 
 def transform(spark: SparkSession, model: ModelFiles | str | Path, data: DataFrame | str | Path, *,
               label: bool | None = None, errors: str = "fail", input_format: str | None = None,
-              csv: bool = True) -> DataFrame:
+              csv: bool = True, values: bool = True) -> DataFrame:
     """Label + features of ``data`` (lazy): columns ``_csv`` (with ``csv``: the image's CSV line), the
-    label (named as in the model; with ``label``, default: when the model has one), one float64 column per
-    output column, and with ``errors="aside"`` ``_error``/``_record``/``_source`` (null on good rows)."""
+    label (named as in the model; with ``label``, default: when the model has one) and one float64 column
+    per output column (with ``values``), and with ``errors="aside"`` ``_error``/``_record``/``_source``
+    (null on good rows)."""
     from pyspark.sql.types import DoubleType, StringType, StructField, StructType
 
     if errors not in ERRORS:
@@ -257,10 +260,13 @@ def transform(spark: SparkSession, model: ModelFiles | str | Path, data: DataFra
     frame, text_input = read_orders(spark, data, input_format)
     ship_runtime(spark.sparkContext)
     fields = [StructField(CSV_COLUMN, StringType())] if csv else []
-    fields += [StructField(name, DoubleType()) for name in names]
+    if values:
+        fields += [StructField(name, DoubleType()) for name in names]
+    if not fields:
+        raise ValueError("csv=False and values=False: nothing to return")
     if errors == "aside":
         fields += [StructField(name, StringType()) for name in (ERROR_COLUMN, RECORD_COLUMN, SOURCE_COLUMN)]
-    job = _Job(spark.sparkContext.broadcast(files), label, errors == "aside", text_input, len(names), csv)
+    job = _Job(spark.sparkContext.broadcast(files), label, errors == "aside", text_input, len(names), csv, values)
     schema = StructType([StructField(f"c{i}", f.dataType) for i, f in enumerate(fields)])
     result = frame.mapInArrow(functools.partial(_run, job), schema)
     return result.toDF(*[f.name for f in fields])
@@ -297,7 +303,7 @@ def write_features(spark: SparkSession, model: ModelFiles | str | Path, data: Da
         raise ValueError(f"formats must be some of {FORMATS}, got {list(formats)}")
     output = str(output).rstrip("/")
     frame = transform(spark, model, data, label=label, errors=errors, input_format=input_format,
-                      csv="csv" in formats)
+                      csv="csv" in formats, values="parquet" in formats)  # (Spark cannot prune a UDF's columns)
     value_columns = [c for c in frame.columns if c not in (CSV_COLUMN, ERROR_COLUMN, RECORD_COLUMN, SOURCE_COLUMN)]
     outputs: dict[str, str] = {}
     passes = len(formats) + (errors == "aside")
