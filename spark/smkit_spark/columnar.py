@@ -16,6 +16,7 @@ goes through the per-record path, which then gives the image's result, error mes
   key, a value of another JSON type than the schema's (a string in a numeric field, a number or a boolean
   in a categorical one, a value where the model reads an object of fields, an object in a feature field),
   or one field of two kinds across records;
+- a ``\r`` inside a line (Arrow's reader ends a line there, orjson reads it as one invalid line);
 - a field name with a dot or an empty name anywhere (``{"customer.age": 3}``: flattening gives names that
   the struct schema would not see), or a model whose field names cannot form a struct schema;
 - a value the JSON texts can give differently to orjson and to Arrow: NaN / Infinity literals (Arrow
@@ -136,6 +137,12 @@ class Columnar:
             lines = lines.filter(pc.invert(blank))
             if len(lines) == 0:
                 return None
+        # Arrow's reader also ends a line at "\r": a "\r" inside a line (not JSON whitespace there, e.g.
+        # '{"a": 1}\r{"a": 2}', invalid JSON to orjson) would make two records of one line
+        carriage = pc.count_substring(lines, "\r")
+        if pc.max(carriage).as_py() and (pc.max(carriage).as_py() > 1 or not pc.all(
+                pc.or_(pc.equal(carriage, 0), pc.ends_with(lines, "\r"))).as_py()):
+            return None
         # each line and its "\n", one after another: the string array's data buffer is the JSON Lines text
         joined = pc.binary_join_element_wise(lines.cast(pa.large_string()), pa.scalar("\n", pa.large_string()),
                                             pa.scalar("", pa.large_string()))

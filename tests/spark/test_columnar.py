@@ -166,7 +166,8 @@ def test_what_the_columnar_path_cannot_prove_it_declines(change, policy):
     assert _columnar(MODELS[policy], lines) is None
 
 
-@pytest.mark.parametrize("line", ["{broken", "[1, 2]", "3", '{"amount": 1} x', "\x1c{}"])
+@pytest.mark.parametrize("line", ["{broken", "[1, 2]", "3", '{"amount": 1} x', "\x1c{}",
+                                  '{"amount": 1}\r{"amount": 2}', '{"amount": 1}\r\r'])
 def test_lines_that_are_not_records_decline(line):
     lines = _lines(20, 37)
     lines[5] = line
