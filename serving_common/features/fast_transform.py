@@ -285,14 +285,7 @@ class CompiledTransform:
         if n == 0:
             return out
         if len(self._num_src):
-            x = np.asarray(nums, dtype=np.float64).reshape(n, -1)[:, self._num_src]  # a copy: indexed
-            missing = np.isnan(x)
-            if missing.any():
-                x = np.where(missing, self._num_fill, x)
-            # Same operations, same order as StandardScaler.transform: X -= mean_; X /= scale_.
-            x -= self._num_mean
-            x /= self._num_scale
-            out[:, self._num_out] = x
+            self._encode_numeric(np.asarray(nums, dtype=np.float64).reshape(n, -1), out)
         if self._categorical_plan:
             flat, values = [], []
             width = self.n_features_out
@@ -308,6 +301,17 @@ class CompiledTransform:
             if flat:
                 out.put(flat, values)
         return out
+
+    def _encode_numeric(self, numbers: np.ndarray, out: np.ndarray) -> None:
+        """Numeric values (n, len(numeric)), NaN for missing -> their output columns of ``out``."""
+        x = numbers[:, self._num_src]
+        missing = np.isnan(x)
+        if missing.any():
+            x = np.where(missing, self._num_fill, x)
+        # Same operations, same order as StandardScaler.transform: X -= mean_; X /= scale_.
+        x -= self._num_mean
+        x /= self._num_scale
+        out[:, self._num_out] = x
 
     def _encode_one(self, nums: list[float], cats: list[str | None]) -> np.ndarray:
         row = [0.0] * self.n_features_out
@@ -341,6 +345,30 @@ class CompiledTransform:
         """Transform records given as their input values (``RecordChecker.values``: ``input_columns`` order,
         errors name the record) -> (n, n_features_out) float64."""
         return self._encode(*self._read_rows(values, "record"))
+
+    def columns(self, numbers: np.ndarray, categories: Sequence[tuple[np.ndarray, Sequence[str | None]]]) -> np.ndarray:
+        """Transform values given column by column -> (n, n_features_out) float64, equal to :meth:`records`
+        on the same values (a columnar reader, e.g. of Arrow data, calls this instead of building records).
+
+        ``numbers``: (n, len(numeric)) float64, values as :func:`to_number` reads them (NaN: missing);
+        ``categories``: per categorical field, (codes of the n records, the distinct values the codes
+        index, as :func:`to_category` reads them: None for missing).
+        """
+        n = len(numbers)
+        out = np.zeros((n, self.n_features_out), dtype=np.float64)
+        if n == 0:
+            return out
+        if len(self._num_src):
+            self._encode_numeric(np.asarray(numbers, dtype=np.float64).reshape(n, -1), out)
+        rows = np.arange(n)
+        for src, table, missing_cell, unknown_cell in self._categorical_plan:
+            codes, values = categories[src]
+            cells = [missing_cell if value is None else table.get(value, unknown_cell) for value in values]
+            cols = np.array([cell[0] for cell in cells], dtype=np.intp)[codes]
+            cell_values = np.array([cell[1] for cell in cells], dtype=np.float64)[codes]
+            chosen = cols >= 0
+            out[rows[chosen], cols[chosen]] = cell_values[chosen]
+        return out
 
     def probe_records(self) -> list[dict[str, Any]]:
         """Records exercising known categories (up to 256 records), an unknown one, missing values and

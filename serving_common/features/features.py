@@ -344,6 +344,16 @@ class FittedFeatures:
         return self._transformer
 
     @property
+    def compiled(self) -> CompiledTransform | None:
+        """The compiled fast path (None without one)."""
+        return self._compiled
+
+    @property
+    def record_checker(self) -> RecordChecker:
+        """The model's record checks (what :meth:`checked` applies)."""
+        return self._checker
+
+    @property
     def fast_path(self) -> bool:
         """Whether transforms use the compiled fast path."""
         return self._compiled is not None

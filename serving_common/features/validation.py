@@ -94,7 +94,7 @@ def _ancestors(name: str) -> list[str]:
     return [".".join(parts[:i]) for i in range(1, len(parts))]
 
 
-def _missing(value: Any) -> bool:
+def is_missing(value: Any) -> bool:
     return value is None or (type(value) is str and not value.strip()) or (type(value) is float and value != value)
 
 
@@ -172,7 +172,7 @@ class RecordChecker:
         width = len(self.inputs)
         for index, row in enumerate(rows):
             if isinstance(row, list | tuple) and len(row) == width:
-                missing = [name for name, value in zip(self.inputs, row, strict=True) if _missing(value)]
+                missing = [name for name, value in zip(self.inputs, row, strict=True) if is_missing(value)]
                 if len(missing) > self.tolerated:
                     self._too_many_missing({}, index, missing, "row")
 
@@ -201,7 +201,7 @@ class RecordChecker:
                         missing += sum(1 for i in plan.maybe_nan if row[i] != row[i])
                     if missing <= tolerated:
                         if plan.unknown:
-                            self._unknown(index, plan.unknown)
+                            self.unknown_fields_found(index, plan.unknown)
                         rows.append(row)
                         continue
             flat = get_record(record, index)  # record by record: check() refuses it, naming the record
@@ -240,7 +240,7 @@ class RecordChecker:
         """One flattened record (see :meth:`records`)."""
         get = record.get
         # an object in an input field is refused as the transform reads it, naming the field
-        missing = [name for name in self.inputs if (value := get(name)) is None  # _missing, inlined (per record)
+        missing = [name for name in self.inputs if (value := get(name)) is None  # is_missing, inlined (per record)
                    or (value.__class__ is str and not value.strip()) or (value.__class__ is float and value != value)]
         problem = self._object_problem(record)
         if problem is not None:
@@ -249,7 +249,7 @@ class RecordChecker:
             self._too_many_missing(record, index, missing)
         unknown = self._unknown_fields(record)
         if unknown:
-            self._unknown(index, unknown)
+            self.unknown_fields_found(index, unknown)
 
     def _object_problem(self, record: Mapping[str, Any]) -> str | None:
         """What is wrong with a flattened record where the model reads an object's fields, if anything."""
@@ -286,7 +286,9 @@ class RecordChecker:
             f"({', '.join(map(repr, missing[:_SHOWN]))}{', ...' if len(missing) > _SHOWN else ''}); "
             f"at most {self.tolerated} may be (max_missing_fields)")
 
-    def _unknown(self, index: int, unknown: list[str]) -> None:
+    def unknown_fields_found(self, index: int, unknown: list[str]) -> None:
+        """Record ``index`` holds fields the model does not know: FeatureError under ``unknown_fields=error``,
+        else one log line per new field name (``warn``)."""
         if self.rules.unknown_fields == "error":
             raise FeatureError(f"record {index}: field {unknown[0]!r} is not a field this model knows "
                                f"(unknown_fields=error)")

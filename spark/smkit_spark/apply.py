@@ -1,15 +1,17 @@
 """Apply a fitted preprocess model on Spark: orders in, label + features out (CSV and Parquet).
 
-Executors run the preprocess image's own batch-transform step (``PreprocessHandler.predict`` and
-``encode``, hence its fast transform, the model's feature code and its record checks) on Arrow batches
-(``mapInArrow``): one call per batch of up to ``spark.sql.execution.arrow.maxRecordsPerBatch`` records,
-never a row-at-a-time UDF, never scikit-learn. The CSV lines are the bytes the image's batch transform
-writes with ``SMKIT_OUTPUT_LABEL=true`` (label first, no header); Parquet holds the same float64 values
-(label first, then one column per output column of ``features.json``: what the XGBoost image reads).
+Executors run the preprocess image's compiled fast transform on Arrow batches (``mapInArrow``): one call
+per batch of up to ``spark.sql.execution.arrow.maxRecordsPerBatch`` records, never a row-at-a-time UDF,
+never scikit-learn. A batch goes column by column (:mod:`.columnar`) when that path can prove it gives the
+per-record result; otherwise through the image's own batch-transform step (``PreprocessHandler.predict``:
+its record reading, the model's feature code and its record checks). Both end in the image's ``encode``:
+the CSV lines are the bytes the image's batch transform writes with ``SMKIT_OUTPUT_LABEL=true`` (label
+first, no header); Parquet holds the same float64 values (label first, then one column per output column
+of ``features.json``: what the XGBoost image reads).
 
 Input: a DataFrame (each row is a record; struct columns are nested objects), or a path of JSON Lines
-(read as text and parsed on the executors exactly as the image parses a JSON Lines request: one JSON
-document per ``\\n``-separated line, blank lines skipped) or of Parquet.
+(read as text, one JSON document per ``\\n``-separated line, blank lines skipped, as the image splits a
+JSON Lines request; parsed on the executors) or of Parquet.
 
 Bad records (invalid JSON, a value the transform cannot read, a missing label) follow the image's batch
 transform: by default the job fails naming the record and the reason (:class:`RecordError`); with
@@ -30,6 +32,7 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
+from .columnar import Columnar
 from .model import ModelFiles, read_model
 from .runtime import CSV, BadRequest, PreprocessHandler, Settings, ship_runtime
 
@@ -84,10 +87,15 @@ def _decode_lines(lines: Sequence[str | None], files: Sequence[str | None]) -> t
     return records, texts, sources
 
 
-def _csv_lines(body: bytes) -> list[str]:
-    """The lines of a CSV response (one per row; the last one's line break, if written, dropped)."""
-    text = body.decode()
-    return (text[:-1] if text.endswith("\n") else text).split("\n")
+def _csv_lines(body: bytes, n: int) -> pa.Array:
+    """The ``n`` lines of a CSV response (each ended by its line break) as strings without it: the body's
+    bytes less its line breaks, cut at them (no Python string per line)."""
+    data = np.frombuffer(body, dtype=np.uint8)
+    breaks = np.flatnonzero(data == 10)
+    if len(breaks) != n or (n and breaks[-1] != len(data) - 1):
+        raise RuntimeError(f"the CSV encoder wrote {len(breaks)} lines for {n} rows")  # never expected
+    offsets = (np.concatenate([[0], breaks + 1]) - np.arange(n + 1)).astype(np.int32)
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(np.delete(data, breaks)))
 
 
 def _record_text(record: Any) -> str:
@@ -129,12 +137,27 @@ class _Job:
     text_input: bool
     width: int  # label + features
     csv: bool
+    values: bool  # the label and feature columns (not needed when only the CSV lines are written)
+
+
+def _columnar(columnar: Columnar, batch: pa.RecordBatch, text_input: bool) -> np.ndarray | None:
+    """The batch's rows by the columnar path, or None: the per-record path decides (see :mod:`.columnar`)."""
+    if text_input:
+        table = columnar.parse_json(batch.column("value"))
+        return None if table is None else columnar.transform(table, from_json=True)
+    return columnar.transform(batch, from_json=False)
 
 
 def _run(job: _Job, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
     model = job.model.value.load()
     handler = _handler(job.label)
+    columnar = Columnar(model, job.label)
     for batch in batches:
+        matrix = _columnar(columnar, batch, job.text_input) if batch.num_rows else None
+        if matrix is not None:
+            if len(matrix):
+                yield _output_batch(job, handler, matrix, [], [], None, None)
+            continue
         if job.text_input:
             columns = batch.to_pydict()
             records, texts, sources = _decode_lines(columns["value"], columns[SOURCE_COLUMN])
@@ -159,16 +182,15 @@ def _output_batch(job: _Job, handler: PreprocessHandler, matrix: np.ndarray | No
     n = n_good + len(bad)
     arrays: list[pa.Array] = []
     if job.csv:
-        lines = _csv_lines(handler.encode(matrix, CSV, None)) if n_good else []
-        if len(lines) != n_good:
-            raise RuntimeError(f"the CSV encoder wrote {len(lines)} lines for {n_good} rows")  # never expected
-        arrays.append(pa.array(lines + [None] * len(bad), type=pa.string()))
-    values = matrix if matrix is not None else np.zeros((0, job.width))
-    if bad:
-        values = np.vstack([values, np.full((len(bad), job.width), np.nan)])
-    mask = np.arange(n) >= n_good  # bad rows: null features
-    for j in range(job.width):
-        arrays.append(pa.array(values[:, j], type=pa.float64(), mask=mask if bad else None))
+        lines = _csv_lines(handler.encode(matrix, CSV, None), n_good) if n_good else pa.array([], pa.string())
+        arrays.append(pa.concat_arrays([lines, pa.nulls(len(bad), pa.string())]) if bad else lines)
+    if job.values:
+        values = matrix if matrix is not None else np.zeros((0, job.width))
+        if bad:
+            values = np.vstack([values, np.full((len(bad), job.width), np.nan)])
+        mask = np.arange(n) >= n_good  # bad rows: null features
+        for j in range(job.width):
+            arrays.append(pa.array(values[:, j], type=pa.float64(), mask=mask if bad else None))
     if job.errors_aside:
         arrays.append(pa.array([None] * n_good + [reason for _, reason in bad], type=pa.string()))
         bad_texts = [texts[i] if texts is not None else _record_text(records[i]) for i, _ in bad]
@@ -217,10 +239,11 @@ def read_orders(spark: SparkSession, data: DataFrame | str | Path, input_format:
 
 def transform(spark: SparkSession, model: ModelFiles | str | Path, data: DataFrame | str | Path, *,
               label: bool | None = None, errors: str = "fail", input_format: str | None = None,
-              csv: bool = True) -> DataFrame:
+              csv: bool = True, values: bool = True) -> DataFrame:
     """Label + features of ``data`` (lazy): columns ``_csv`` (with ``csv``: the image's CSV line), the
-    label (named as in the model; with ``label``, default: when the model has one), one float64 column per
-    output column, and with ``errors="aside"`` ``_error``/``_record``/``_source`` (null on good rows)."""
+    label (named as in the model; with ``label``, default: when the model has one) and one float64 column
+    per output column (with ``values``), and with ``errors="aside"`` ``_error``/``_record``/``_source``
+    (null on good rows)."""
     from pyspark.sql.types import DoubleType, StringType, StructField, StructType
 
     if errors not in ERRORS:
@@ -236,10 +259,13 @@ def transform(spark: SparkSession, model: ModelFiles | str | Path, data: DataFra
     frame, text_input = read_orders(spark, data, input_format)
     ship_runtime(spark.sparkContext)
     fields = [StructField(CSV_COLUMN, StringType())] if csv else []
-    fields += [StructField(name, DoubleType()) for name in names]
+    if values:
+        fields += [StructField(name, DoubleType()) for name in names]
+    if not fields:
+        raise ValueError("csv=False and values=False: nothing to return")
     if errors == "aside":
         fields += [StructField(name, StringType()) for name in (ERROR_COLUMN, RECORD_COLUMN, SOURCE_COLUMN)]
-    job = _Job(spark.sparkContext.broadcast(files), label, errors == "aside", text_input, len(names), csv)
+    job = _Job(spark.sparkContext.broadcast(files), label, errors == "aside", text_input, len(names), csv, values)
     schema = StructType([StructField(f"c{i}", f.dataType) for i, f in enumerate(fields)])
     result = frame.mapInArrow(functools.partial(_run, job), schema)
     return result.toDF(*[f.name for f in fields])
@@ -276,7 +302,7 @@ def write_features(spark: SparkSession, model: ModelFiles | str | Path, data: Da
         raise ValueError(f"formats must be some of {FORMATS}, got {list(formats)}")
     output = str(output).rstrip("/")
     frame = transform(spark, model, data, label=label, errors=errors, input_format=input_format,
-                      csv="csv" in formats)
+                      csv="csv" in formats, values="parquet" in formats)  # (Spark cannot prune a UDF's columns)
     value_columns = [c for c in frame.columns if c not in (CSV_COLUMN, ERROR_COLUMN, RECORD_COLUMN, SOURCE_COLUMN)]
     outputs: dict[str, str] = {}
     passes = len(formats) + (errors == "aside")

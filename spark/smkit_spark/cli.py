@@ -46,6 +46,10 @@ def parser() -> argparse.ArgumentParser:
     fit.add_argument("--numeric-impute", default="median", choices=("mean", "median", "constant0"))
     fit.add_argument("--scale", default="true", choices=("true", "false"))
     fit.add_argument("--categorical-encoding", default="onehot", choices=("onehot", "ordinal"))
+    fit.add_argument("--min-frequency", type=float, help="rarer categories are grouped as infrequent: a count "
+                     "(>= 1) or a fraction of the records (< 1)")
+    fit.add_argument("--max-categories", type=int, help="at most this many outputs per categorical field "
+                     "(the rarest grouped as infrequent)")
     fit.add_argument("--code", help="feature-code module defining extract(record)")
     fit.add_argument("--max-missing-fields", type=int, help="input fields a record may miss at serving "
                      "(default: all but one)")
@@ -53,6 +57,11 @@ def parser() -> argparse.ArgumentParser:
                      help="a record field the model does not know, at serving")
     top.add_argument("--master", help="default: spark-submit's --master, else local[*]")
     return top
+
+
+def _frequency(value: float | None) -> int | float | None:
+    """--min-frequency as the image reads it: a whole number is a count, else a fraction."""
+    return int(value) if value is not None and value >= 1 and value.is_integer() else value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -77,7 +86,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                categorical=_names(args.categorical), drop=_names(args.drop) or [], code=args.code,
                                input_format=args.input_format, numeric_impute=args.numeric_impute,
                                scale=args.scale == "true", categorical_encoding=args.categorical_encoding,
-                               max_missing_fields=args.max_missing_fields, unknown_fields=args.unknown_fields)
+                               max_missing_fields=args.max_missing_fields, unknown_fields=args.unknown_fields,
+                               max_categories=args.max_categories, min_frequency=_frequency(args.min_frequency))
             print(f"wrote {args.output}: {fitted!r}")
     except (RecordError, FitError, ValueError, FileNotFoundError) as exc:
         print(f"smkit_spark {args.command}: {exc}", file=sys.stderr)

@@ -16,19 +16,28 @@ Statistics and their precision against the image's fit on the same records:
   numpy, so they may differ from the image's in the last bits: relative error below 1e-12 (tested), and
   features within ``FEATURE_TOLERANCE`` of the image's.
 
-Not supported (ValueError): grouping rare categories (``max_categories`` / ``min_frequency``: the
-encoder's infrequent mapping would have to be rebuilt from counts) and feature code that defines
-``build_transformer`` (a custom transformer cannot be built from aggregates).
+- grouping rare categories (``max_categories`` / ``min_frequency``): exact. scikit-learn decides which
+  categories are infrequent from each category's count and the number of records (ties broken by its stable
+  sort over the sorted categories); the encoder is given the exact counts from Spark and decides itself
+  (:func:`_exact_category_counts`), so the grouping is the image's, ties included.
+
+Not supported (ValueError): feature code that defines ``build_transformer``. It returns an arbitrary
+scikit-learn transformer (any estimator, any statistics, possibly fitted iteratively); there is no general
+way to fit one from aggregates, and fitting it on a sample would silently give another model than the
+image's. Such models are fitted by the image (the Spark apply still runs them when they compile to the
+fast path).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
 import shutil
 import tarfile
 import tempfile
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,6 +183,40 @@ def _scale(mean: np.ndarray, var: np.ndarray, n: int) -> np.ndarray:
     return _handle_zeros_in_scale(np.sqrt(var), copy=False, constant_mask=constant)
 
 
+_encoder_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _exact_category_counts(categories: list[dict[str, int]], n: int) -> Iterator[None]:
+    """While fitting on the skeleton, the categorical encoder decides which categories are infrequent from
+    the whole data's counts (``categories``: per field, category -> records) and ``n`` records, not from the
+    skeleton's.
+
+    Why patched: scikit-learn's encoders take no counts or sample weights, only rows; their own decision
+    (``_BaseEncoder._fit_infrequent_category_mapping``: min_frequency, max_categories, ties) is called with
+    the exact counts instead of being re-implemented here. The categories are imputed before the encoder
+    (MISSING_CATEGORY is a category like any other), so there are no missing indices. Class-level for the
+    duration of one fit on the driver (the ColumnTransformer fits clones of its encoder), under a lock.
+    """
+    from sklearn.preprocessing._encoders import _BaseEncoder
+
+    original = _BaseEncoder._fit_infrequent_category_mapping
+
+    def decide(self: Any, n_samples: int, category_counts: list[np.ndarray], missing_indices: dict) -> None:
+        if missing_indices or len(self.categories_) != len(categories):
+            raise RuntimeError("unexpected encoder input while fitting on Spark aggregates")  # a bug
+        counts = [np.array([categories[k][value] for value in self.categories_[k]], dtype=np.int64)
+                  for k in range(len(categories))]
+        original(self, n, counts, missing_indices)
+
+    with _encoder_lock:
+        _BaseEncoder._fit_infrequent_category_mapping = decide
+        try:
+            yield
+        finally:
+            _BaseEncoder._fit_infrequent_category_mapping = original
+
+
 def _transformer(spec: FeatureSpec, fills: list[float], scaler_stats: list[tuple[float, float]] | None,
                  categories: list[dict[str, int]], n: int) -> Any:
     """A fitted ColumnTransformer equal to the image's fit on data with these statistics.
@@ -190,7 +233,8 @@ def _transformer(spec: FeatureSpec, fills: list[float], scaler_stats: list[tuple
         names = sorted(counts)
         skeleton[:, len(fills) + k] = [names[i] if i < len(names) else names[0] for i in range(rows)]
     transformer = build_transformer(spec)
-    transformer.fit(skeleton)
+    with _exact_category_counts(categories, n):
+        transformer.fit(skeleton)
     if spec.numeric:
         pipeline = transformer.named_transformers_["numeric"]
         imputer = pipeline.named_steps["impute"]
@@ -230,16 +274,13 @@ def fit_model(spark: SparkSession, data: DataFrame | str | Path, output: str | P
     from pyspark.sql.types import DoubleType, LongType, StringType, StructField, StructType
 
     rules = RecordRules(max_missing_fields, unknown_fields)  # checked before any Spark job
-    if options.get("max_categories") is not None or options.get("min_frequency") is not None:
-        raise ValueError("max_categories / min_frequency (grouping rare categories) are not supported on Spark: "
-                         "fit such a model with the image")
     feature_code = None
     shipped_code = None
     if code is not None:
         feature_code = FeatureCode(Path(code))
         if feature_code.has_build_transformer:
-            raise ValueError(f"{feature_code.original_name} defines build_transformer: a custom transformer cannot "
-                             "be fitted from aggregates on Spark; fit it with the image")
+            raise ValueError(f"{feature_code.original_name} defines build_transformer: an arbitrary scikit-learn "
+                             "transformer cannot be fitted from aggregates on Spark; fit this model with the image")
         shipped_code = _Code(feature_code.original_name, Path(code).read_bytes())
     frame, text_input = read_orders(spark, data, input_format)
     ship_runtime(spark.sparkContext)

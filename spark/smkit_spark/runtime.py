@@ -25,12 +25,14 @@ if (_PREPROCESS / "preprocess_container").is_dir() and str(_PREPROCESS) not in s
 from preprocess_container.handler import PreprocessHandler  # noqa: E402
 from serving_common.content_types import CSV  # noqa: E402
 from serving_common.errors import BadRequest  # noqa: E402
+from serving_common.features.fast_transform import to_category  # noqa: E402
 from serving_common.features.features import MISSING_CATEGORY, FittedFeatures, build_transformer, records_to_array  # noqa: E402
 from serving_common.features.records import flatten_if_nested  # noqa: E402
 from serving_common.features.spec import FeatureSpec, SpecError, infer_spec  # noqa: E402
 from serving_common.features.spec import _value_kind as value_kind  # noqa: E402  (how infer_spec reads a value)
 from serving_common.features.user_code import FeatureCode  # noqa: E402
 from serving_common.features.validation import MAX_KNOWN_FIELDS, RecordRules  # noqa: E402
+from serving_common.features.validation import is_missing as missing_value  # noqa: E402  (the record checks' rule)
 from serving_common.settings import Settings  # noqa: E402
 
 if TYPE_CHECKING:
@@ -52,8 +54,10 @@ __all__ = [
     "build_transformer",
     "flatten_if_nested",
     "infer_spec",
+    "missing_value",
     "records_to_array",
     "ship_runtime",
+    "to_category",
     "value_kind",
 ]
 

@@ -32,9 +32,15 @@ def _parts(model: FittedFeatures):
     {},
     {"numeric_impute": "mean", "categorical_encoding": "ordinal"},
     {"numeric_impute": "constant0", "scale": False},
+    {"min_frequency": 40},
+    {"min_frequency": 0.02, "max_categories": 4},
+    {"max_categories": 3, "categorical_encoding": "ordinal"},
 ])
 def test_spark_fit_matches_the_images_fit(spark, tmp_path, options):
     orders = _orders(2001, seed=31)  # odd count: the median is one value; the held-out check below is even
+    for i, order in enumerate(orders):
+        # ties: six devices with equal counts (333 or 334), max_categories cuts through them
+        order["device"] = ["tv", "mobile", "desktop", "tablet", "watch", "car"][i % 6] if i < 1998 else "mobile"
     write_jsonl(orders, tmp_path / "orders.jsonl")
     spec = infer_spec(orders, label="default", drop=["order_id"], **options)
     image = FittedFeatures.fit(orders, spec)
@@ -50,6 +56,11 @@ def test_spark_fit_matches_the_images_fit(spark, tmp_path, options):
     imputer, scaler, encoder = _parts(fitted)
     image_imputer, image_scaler, image_encoder = _parts(image)
     assert [list(c) for c in encoder.categories_] == [list(c) for c in image_encoder.categories_]
+    grouped = options.get("min_frequency") is not None or options.get("max_categories") is not None
+    if grouped:  # the same infrequent categories, ties included
+        assert [list(c) if c is not None else None for c in encoder.infrequent_categories_] == [
+            list(c) if c is not None else None for c in image_encoder.infrequent_categories_]
+        assert any(c is not None for c in encoder.infrequent_categories_)
     if options.get("numeric_impute", "median") in ("median", "constant0"):
         assert np.array_equal(imputer.statistics_, image_imputer.statistics_)  # exact
     else:
@@ -59,8 +70,12 @@ def test_spark_fit_matches_the_images_fit(spark, tmp_path, options):
         np.testing.assert_allclose(scaler.mean_, image_scaler.mean_, rtol=1e-12)
         np.testing.assert_allclose(scaler.scale_, image_scaler.scale_, rtol=1e-12)
     held_out = make_orders(500, seed=32)
-    np.testing.assert_allclose(loaded.transform_records(held_out), image.transform_records(held_out),
-                               rtol=FEATURE_TOLERANCE, atol=FEATURE_TOLERANCE)
+    for i, order in enumerate(held_out):
+        order["device"] = ["tv", "mobile", "desktop", "tablet", "watch", "car", "fridge"][i % 7]
+    n_num = len(spec.numeric)
+    features, reference = loaded.transform_records(held_out), image.transform_records(held_out)
+    assert np.array_equal(features[:, n_num:], reference[:, n_num:])  # categories: identical
+    np.testing.assert_allclose(features, reference, rtol=FEATURE_TOLERANCE, atol=FEATURE_TOLERANCE)
 
 
 def test_record_rules_are_stored(spark, tmp_path):
@@ -93,8 +108,10 @@ def test_unsupported_options_and_bad_records_are_refused(spark, tmp_path):
 
     orders = _orders(50, seed=34)
     write_jsonl(orders, tmp_path / "orders.jsonl")
-    with pytest.raises(ValueError, match="min_frequency"):
-        fit_model(spark, str(tmp_path / "orders.jsonl"), tmp_path / "m", label="default", min_frequency=5)
+    code_path = tmp_path / "custom.py"
+    code_path.write_text("def build_transformer(spec):\n    raise NotImplementedError\n")
+    with pytest.raises(ValueError, match="defines build_transformer"):
+        fit_model(spark, str(tmp_path / "orders.jsonl"), tmp_path / "m", label="default", code=code_path)
     orders[7]["customer.age"] = 5  # also nested as customer: {age}
     write_jsonl(orders, tmp_path / "bad.jsonl")
     with pytest.raises(FitError, match=r"'customer\.age' occurs twice"):

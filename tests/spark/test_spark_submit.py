@@ -46,3 +46,13 @@ def test_spark_submit_apply_with_bad_records_aside(tmp_path):
     assert failed.returncode == 2, failed.stderr[-3000:]
     # spark-submit forwards the Python driver's stderr to its own stdout
     assert "smkit_spark apply: file:" in failed.stdout and "field 'hour': 'x' is not a number" in failed.stdout
+
+
+def test_fit_grouping_options_read_as_the_image_reads_them():
+    from smkit_spark.cli import _frequency, parser
+
+    args = parser().parse_args(["fit", "--input", "x", "--output", "y", "--min-frequency", "20",
+                                "--max-categories", "5"])
+    assert (_frequency(args.min_frequency), args.max_categories) == (20, 5)
+    assert type(_frequency(args.min_frequency)) is int  # a count, not the fraction 20.0
+    assert _frequency(0.05) == 0.05 and _frequency(None) is None

@@ -28,8 +28,11 @@ from serving_common.features.compiler import compile_transformer
 from serving_common.features.fast_transform import (
     CompiledTransform,
     FeatureError,
+    get_record,
     load_tables,
     save_tables,
+    to_category,
+    to_number,
 )
 from serving_common.features.features import FittedFeatures, build_transformer, records_to_array, rows_to_array
 from serving_common.features.records import flatten
@@ -138,6 +141,21 @@ def _assert_exact(fast: np.ndarray, reference: np.ndarray) -> None:
     assert np.array_equal(fast.view(np.int64), reference.view(np.int64))
 
 
+def _by_columns(compiled: CompiledTransform, records: list[dict[str, Any]]) -> np.ndarray:
+    """``compiled.columns`` on the values of ``records``, column by column (as a columnar reader gives them:
+    the categories as codes into their distinct values)."""
+    flat = [get_record(record, i) for i, record in enumerate(records)]
+    numbers = np.array([[to_number(r.get(name), name, i) for name in compiled.numeric] for i, r in enumerate(flat)],
+                       dtype=np.float64).reshape(len(records), len(compiled.numeric))
+    categories = []
+    for name in compiled.categorical:
+        values = [to_category(r.get(name), name, i) for i, r in enumerate(flat)]
+        distinct = list(dict.fromkeys(values))
+        codes = np.array([distinct.index(value) for value in values], dtype=np.intp)
+        categories.append((codes, distinct))
+    return compiled.columns(numbers, categories)
+
+
 def _check_everything(fitted: FittedFeatures, compiled: CompiledTransform) -> None:
     """Batch (all, 100, 1 records) and records / rows: fast == scikit-learn, bit for bit; the same for
     the fast path rebuilt from its saved tables (what serving uses).
@@ -155,12 +173,14 @@ def _check_everything(fitted: FittedFeatures, compiled: CompiledTransform) -> No
     for fast in (compiled, _reloaded(compiled, spec)):
         _assert_exact(fast.records(records), reference)
         _assert_exact(fast.rows(rows), row_reference)
+        _assert_exact(_by_columns(fast, records), reference)
         start = len(records) - 100
         _assert_exact(fast.records(records[start:]), reference[start:])
         _assert_exact(fast.rows(rows[start:]), row_reference[start:])
         for i in [*range(len(TRAIN), len(records)), 0, 1, 2]:  # every adversarial record, a few others
             _assert_exact(fast.records([records[i]]), reference[i : i + 1])
             _assert_exact(fast.rows([rows[i]]), row_reference[i : i + 1])
+            _assert_exact(_by_columns(fast, [records[i]]), reference[i : i + 1])
 
 
 # -- the pipelines build_transformer makes, every option combination --------------------------------
