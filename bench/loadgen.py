@@ -357,13 +357,16 @@ def run_wrk(target: str, url: str, payload: Payload, *, connections: int = 32, t
         raise RuntimeError(f"no BENCH line in wrk's output:\n{output[-3000:]}")
     values = line.split()[1:]
     requests, duration_us, connect, read, write, status, timeouts = (int(v) for v in values[:7])
-    p50, p99, p999, _ = (float(v) / 1e3 for v in values[7:])
+    p50, p99, p999, slowest = (float(v) / 1e3 for v in values[7:])
+    latencies: tuple[float | None, ...] = (p50, p99, p999)
+    if not slowest:  # wrk keeps no sample of an answer later than --timeout: none came in time, no percentile
+        latencies = (None, None, None)
     errors = connect + read + write + status + timeouts
     detail = ", ".join(f"{name} {count}" for name, count in
                        (("connect", connect), ("read", read), ("write", write), ("non-2xx", status),
                         ("timeout", timeouts)) if count)
     load = f"wrk paced ~{rate:.0f}/s c={connections}" if rate else f"wrk closed c={connections}"
-    return Result(target, load, requests - status, duration_us / 1e6, errors, p50, p99, p999, generator_cpu,
+    return Result(target, load, requests - status, duration_us / 1e6, errors, *latencies, generator_cpu,
                   used, payload.records, rate, "1 us", detail, "paced" if rate else "closed")
 
 

@@ -302,8 +302,9 @@ def report(results: list[Result], starts: dict[str, list[tuple[float, float]]], 
                        ("open", f"{rate:.0f} req/s, httperf open, new connection per request")):
         pair = [find(results, name, mode, 1) for name in (OURS, PEER)]
         if all(pair):
-            print(f"  p99 at {what}: ours {fmt_ms(pair[0].p99_ms)} ms ({pair[0].errors} errors), MMS "
-                  f"{fmt_ms(pair[1].p99_ms)} ms ({pair[1].errors} errors)")
+            print(f"  p99 at {what}: " + ", ".join(
+                f"{label} {fmt_ms(result.p99_ms)} ms ({result.rps:.0f} req/s achieved, {result.errors} errors)"
+                for label, result in zip(("ours", "MMS"), pair, strict=True)))
     first = {name: statistics.median(each[1] for each in starts[name]) for name in (OURS, PEER)}
     print(f"  start to first answered invocation, median: ours {first[OURS]:.2f} s, MMS {first[PEER]:.2f} s")
 
