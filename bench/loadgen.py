@@ -526,6 +526,8 @@ def ratio(ours: float | None, theirs: float | None) -> str:
     value = ours / theirs
     if value >= 10:
         return f"{value:.0f}x"
+    if value <= 0:  # e.g. a CPU meter that read 0.00 s for ours
+        return f"{value:g}x"
     return f"{value:.1f}x" if value >= 0.1 else f"1/{1 / value:.0f}x"
 
 
