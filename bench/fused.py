@@ -34,7 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from loadgen import ROOT, Payload, Result, exit_on_sigterm, find, fmt_ms, ratio, table
+from loadgen import ROOT, Payload, Result, exit_on_sigterm, find, fmt_ms, ratio, table, tree_pss_bytes
 from pipeline import WORKERS, container_pid, load, load_average, meters_for, scores, step
 
 # Issue targets (printed beside the figures, never asserted).
@@ -45,29 +45,6 @@ TARGET_SPREAD = 0.8  # N models' throughput at least 80% of one model's
 TARGET_LOAD_MS = 50
 
 PIPELINE, FUSED, MME_ONE, MME_MANY = "pipeline", "fused", "fused, 1 of N", "fused, N models"
-
-
-def tree_pss_bytes(root: int) -> int:
-    """Proportional set size of ``root`` and its descendants (shared pages counted once over the tree)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                stat = Path(f"/proc/{entry.name}/stat").read_text()
-            except OSError:
-                continue
-            children.setdefault(int(stat[stat.rindex(")") + 2:].split()[1]), []).append(int(entry.name))
-    total, todo = 0, [root]
-    while todo:
-        pid = todo.pop()
-        todo += children.get(pid, [])
-        try:
-            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-                if line.startswith("Pss:"):
-                    total += int(line.split()[1]) * 1024
-        except OSError:
-            pass
-    return total
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -65,19 +65,46 @@ def _processes() -> dict[int, tuple[int, float]]:
     return found
 
 
-def tree_cpu_seconds(root: int) -> float:
-    """CPU seconds used so far by ``root`` and its living descendants (e.g. a gunicorn master + workers)."""
-    processes = _processes()
+def _tree(root: int, processes: Mapping[int, tuple[int, float]]) -> list[int]:
+    """``root`` and its living descendants, from a snapshot of ``_processes()``."""
     children: dict[int, list[int]] = {}
     for pid, (ppid, _) in processes.items():
         children.setdefault(ppid, []).append(pid)
-    total, todo = 0.0, [root]
+    found, todo = [], [root]
     while todo:
         pid = todo.pop()
         if pid in processes:
-            total += processes[pid][1]
+            found.append(pid)
             todo.extend(children.get(pid, ()))
-    return total
+    return found
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """CPU seconds used so far by ``root`` and its living descendants (e.g. a gunicorn master + workers)."""
+    processes = _processes()
+    return sum(processes[pid][1] for pid in _tree(root, processes))
+
+
+def tree_memory_bytes(root: int) -> tuple[int, int]:
+    """(PSS, RSS) of ``root`` and its descendants, from ``/proc/<pid>/smaps_rollup``. PSS counts pages shared
+    between the processes once over the tree (the memory the tree costs); RSS counts them in every process."""
+    pss = rss = 0
+    for pid in _tree(root, _processes()):
+        try:
+            lines = Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            if line.startswith("Pss:"):
+                pss += int(line.split()[1]) * 1024
+            elif line.startswith("Rss:"):
+                rss += int(line.split()[1]) * 1024
+    return pss, rss
+
+
+def tree_pss_bytes(root: int) -> int:
+    """Proportional set size of ``root`` and its descendants (shared pages counted once over the tree)."""
+    return tree_memory_bytes(root)[0]
 
 
 def process_cpu_seconds(pid: int) -> float:
@@ -330,13 +357,16 @@ def run_wrk(target: str, url: str, payload: Payload, *, connections: int = 32, t
         raise RuntimeError(f"no BENCH line in wrk's output:\n{output[-3000:]}")
     values = line.split()[1:]
     requests, duration_us, connect, read, write, status, timeouts = (int(v) for v in values[:7])
-    p50, p99, p999, _ = (float(v) / 1e3 for v in values[7:])
+    p50, p99, p999, slowest = (float(v) / 1e3 for v in values[7:])
+    latencies: tuple[float | None, ...] = (p50, p99, p999)
+    if not slowest:  # wrk keeps no sample of an answer later than --timeout: none came in time, no percentile
+        latencies = (None, None, None)
     errors = connect + read + write + status + timeouts
     detail = ", ".join(f"{name} {count}" for name, count in
                        (("connect", connect), ("read", read), ("write", write), ("non-2xx", status),
                         ("timeout", timeouts)) if count)
     load = f"wrk paced ~{rate:.0f}/s c={connections}" if rate else f"wrk closed c={connections}"
-    return Result(target, load, requests - status, duration_us / 1e6, errors, p50, p99, p999, generator_cpu,
+    return Result(target, load, requests - status, duration_us / 1e6, errors, *latencies, generator_cpu,
                   used, payload.records, rate, "1 us", detail, "paced" if rate else "closed")
 
 
@@ -496,6 +526,8 @@ def ratio(ours: float | None, theirs: float | None) -> str:
     value = ours / theirs
     if value >= 10:
         return f"{value:.0f}x"
+    if value <= 0:  # e.g. a CPU meter that read 0.00 s for ours
+        return f"{value:g}x"
     return f"{value:.1f}x" if value >= 0.1 else f"1/{1 / value:.0f}x"
 
 
@@ -585,13 +617,15 @@ def measure_baseline(name: str, server: Any, single: Payload, batch: Payload, re
 
 def start_container(client: Any, image: str, model_dir: Path | None, started: list[Any],
                     env: Mapping[str, str] | None = None,
-                    volumes: Mapping[str, Mapping[str, str]] | None = None) -> tuple[Any, float, float]:
-    """``docker run IMAGE serve`` (``ServingContainer``, host network, ``SERVE_ENV`` + ``env``): the container
-    (also appended to ``started``), the seconds from just before its creation until the docker API call
-    returned (created and started) and until the first 200 on /ping (polled every 10 ms)."""
+                    volumes: Mapping[str, Mapping[str, str]] | None = None,
+                    read_only: bool = True, port: int | None = None) -> tuple[Any, float, float]:
+    """``docker run IMAGE serve`` (``ServingContainer``, host network, ``SERVE_ENV`` + ``env``, a read-only root
+    unless ``read_only`` is false, on ``port`` or a free one): the container (also appended to ``started``), the
+    seconds from just before its creation until the docker API call returned (created and started) and until
+    the first 200 on /ping (polled every 10 ms)."""
     begin = time.perf_counter()
     container = ServingContainer(client, image, model_dir, env={**SERVE_ENV, **(env or {})}, volumes=volumes,
-                                 host_network=True)
+                                 host_network=True, read_only=read_only, host_port=port)
     running_after = time.perf_counter() - begin
     started.append(container)
     container.wait_ready(timeout=60, interval=0.01)  # raises with the container's logs

@@ -211,13 +211,15 @@ class ServingContainer:
 
     ``host_network=True`` runs it in the host's network namespace instead, on a free port given as
     SAGEMAKER_BIND_TO_PORT: no docker-proxy in the request path (SageMaker has none), for benchmarks.
+    ``host_port`` chooses the port on the host (default: one the OS finds free).
     """
 
     def __init__(self, client: docker_sdk.DockerClient, image: str, model_dir: Path | None,
                  env: Mapping[str, str] | None = None, read_only: bool = True, port: int = 8080,
-                 volumes: Mapping[str, Mapping[str, str]] | None = None, host_network: bool = False) -> None:
+                 volumes: Mapping[str, Mapping[str, str]] | None = None, host_network: bool = False,
+                 host_port: int | None = None) -> None:
         env = dict(env or {})
-        self.host_port = free_port()
+        self.host_port = host_port or free_port()
         if host_network:
             port = self.host_port
         if port != 8080:
